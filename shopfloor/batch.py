@@ -1,0 +1,160 @@
+"""SampleBatch: the columnar batch of samples that crosses every boundary on the hot path.
+
+Numpy columns (series index, timestamp ns, value, quality) plus a small table of series keys.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shopfloor.model import Quality, Sample, SeriesKey
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """Samples in columns; ``keys[series[i]]`` names the series of row ``i``.
+
+    Values are float64 (integers up to 2**53 are exact; NaN means "no value", usually with
+    quality Bad).  Rows keep the order they were produced in.
+    """
+
+    keys: tuple[SeriesKey, ...]
+    series: np.ndarray  # uint32, index into keys
+    ts: np.ndarray  # int64, UTC ns
+    value: np.ndarray  # float64
+    quality: np.ndarray  # uint8, Quality
+
+    def __post_init__(self) -> None:
+        n = len(self.ts)
+        if not (len(self.series) == len(self.value) == len(self.quality) == n):
+            raise ValueError("SampleBatch columns must have equal length")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def empty(cls) -> SampleBatch:
+        return cls(
+            (),
+            np.empty(0, np.uint32),
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+            np.empty(0, np.uint8),
+        )
+
+    @classmethod
+    def from_columns(
+        cls,
+        keys: Sequence[SeriesKey | tuple[str, str]],
+        series: Iterable[int] | np.ndarray,
+        ts: Iterable[int] | np.ndarray,
+        value: Iterable[float] | np.ndarray,
+        quality: Iterable[int] | np.ndarray | int = 0,
+    ) -> SampleBatch:
+        s = np.ascontiguousarray(series, dtype=np.uint32)
+        t = np.ascontiguousarray(ts, dtype=np.int64)
+        v = np.ascontiguousarray(value, dtype=np.float64)
+        if isinstance(quality, int):
+            q = np.full(len(t), quality, dtype=np.uint8)
+        else:
+            q = np.ascontiguousarray(quality, dtype=np.uint8)
+        k = tuple(SeriesKey(*key) for key in keys)
+        if len(s) and int(s.max()) >= len(k):
+            raise ValueError("series index out of range of keys")
+        return cls(k, s, t, v, q)
+
+    @classmethod
+    def from_samples(cls, samples: Iterable[Sample]) -> SampleBatch:
+        index: dict[SeriesKey, int] = {}
+        series: list[int] = []
+        ts: list[int] = []
+        value: list[float] = []
+        quality: list[int] = []
+        for s in samples:
+            key = SeriesKey(s.asset, s.signal)
+            series.append(index.setdefault(key, len(index)))
+            ts.append(s.ts_ns)
+            value.append(s.value)
+            quality.append(int(s.quality))
+        return cls.from_columns(tuple(index), series, ts, value, quality)
+
+    @classmethod
+    def concat(cls, batches: Sequence[SampleBatch]) -> SampleBatch:
+        """Join batches in order, merging their key tables."""
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        index: dict[SeriesKey, int] = {}
+        remapped = []
+        for b in batches:
+            lut = np.fromiter(
+                (index.setdefault(k, len(index)) for k in b.keys), dtype=np.uint32, count=len(b.keys)
+            )
+            remapped.append(lut[b.series])
+        return cls(
+            tuple(index),
+            np.concatenate(remapped),
+            np.concatenate([b.ts for b in batches]),
+            np.concatenate([b.value for b in batches]),
+            np.concatenate([b.quality for b in batches]),
+        )
+
+    def take(self, rows: slice | np.ndarray) -> SampleBatch:
+        """A batch of the selected rows (the key table is shared, not compacted)."""
+        return SampleBatch(
+            self.keys, self.series[rows], self.ts[rows], self.value[rows], self.quality[rows]
+        )
+
+    def to_samples(self) -> list[Sample]:
+        keys = self.keys
+        return [
+            Sample(keys[i].asset, keys[i].signal, v, t, Quality(q))
+            for i, t, v, q in zip(
+                self.series.tolist(), self.ts.tolist(), self.value.tolist(), self.quality.tolist()
+            )
+        ]
+
+    # -- wire format (spool records, process boundaries) --------------------------------------
+    _HEADER = struct.Struct("<II")  # n rows, key-table byte length
+
+    def to_bytes(self) -> bytes:
+        keys = json.dumps([list(k) for k in self.keys], separators=(",", ":")).encode()
+        return b"".join(
+            (
+                self._HEADER.pack(len(self), len(keys)),
+                keys,
+                self.ts.astype("<i8", copy=False).tobytes(),
+                self.value.astype("<f8", copy=False).tobytes(),
+                self.series.astype("<u4", copy=False).tobytes(),
+                self.quality.astype("u1", copy=False).tobytes(),
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, buf: bytes | memoryview) -> SampleBatch:
+        mv = memoryview(buf)
+        n, klen = cls._HEADER.unpack_from(mv, 0)
+        off = cls._HEADER.size
+        keys = tuple(SeriesKey(a, s) for a, s in json.loads(bytes(mv[off : off + klen])))
+        off += klen
+        ts = np.frombuffer(mv, "<i8", n, off)
+        off += 8 * n
+        value = np.frombuffer(mv, "<f8", n, off)
+        off += 8 * n
+        series = np.frombuffer(mv, "<u4", n, off)
+        off += 4 * n
+        quality = np.frombuffer(mv, "u1", n, off)
+        off += n
+        if off != len(mv):
+            raise ValueError(f"SampleBatch payload has {len(mv) - off} trailing bytes")
+        if n and int(series.max()) >= len(keys):
+            raise ValueError("SampleBatch payload has a series index out of range")
+        return cls(keys, series, ts, value, quality)
