@@ -4,7 +4,17 @@ Imported by every subsystem; it imports none of them except to wire them togethe
 """
 
 from shopfloor.batch import SampleBatch
-from shopfloor.model import AssetPath, Event, EventKind, Quality, Sample, SeriesKey, Signal, SignalType, now_ns
+from shopfloor.model import (
+    AssetPath,
+    Event,
+    EventKind,
+    Quality,
+    Sample,
+    SeriesKey,
+    Signal,
+    SignalType,
+    now_ns,
+)
 
 __version__ = "0.1.0"
 

@@ -109,9 +109,7 @@ class SampleBatch:
 
     def take(self, rows: slice | np.ndarray) -> SampleBatch:
         """A batch of the selected rows (the key table is shared, not compacted)."""
-        return SampleBatch(
-            self.keys, self.series[rows], self.ts[rows], self.value[rows], self.quality[rows]
-        )
+        return SampleBatch(self.keys, self.series[rows], self.ts[rows], self.value[rows], self.quality[rows])
 
     def to_samples(self) -> list[Sample]:
         keys = self.keys

@@ -30,7 +30,9 @@ def parse_plant_config(text: str, file: str = "<string>") -> PlantConfig:
 
 def validate_document(doc: LocatedDocument) -> PlantConfig:
     if not isinstance(doc.data, dict):
-        raise ConfigError([ConfigIssue(doc.file, 1, 1, (), "the plant config must be a mapping (key: value)")])
+        raise ConfigError(
+            [ConfigIssue(doc.file, 1, 1, (), "the plant config must be a mapping (key: value)")]
+        )
     issues = _literal_secrets(doc)
     data = doc.data
     if issues:  # report the secrets, and still check everything else in the same pass
@@ -65,10 +67,14 @@ def issues_from_validation(
             msg = f"unknown key {loc[-1]!r}" + _suggest(model, err["loc"])
         elif err["type"] == "missing":
             msg = f"required key {loc[-1]!r} is missing"
-        elif "input" in err and err["type"] not in ("value_error",) and not isinstance(err["input"], dict | list):
+        elif (
+            "input" in err
+            and err["type"] not in ("value_error",)
+            and not isinstance(err["input"], dict | list)
+        ):
             msg = f"{msg} (got {err['input']!r})"
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         issues.append(issue_at(doc, loc, msg))
     return issues
 

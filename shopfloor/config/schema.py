@@ -16,9 +16,17 @@ from shopfloor.model import ASSET_PATH_RE, SIGNAL_NAME_RE, SignalType
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {
-    None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-}  # fmt: skip
+    None: 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_size(value: int | str) -> int:
@@ -210,7 +218,9 @@ def consistency_issues(cfg: PlantConfig) -> list[tuple[tuple[int | str, ...], st
     seen: dict[str, int] = {}
     for i, a in enumerate(cfg.assets):
         if a.path in seen:
-            out.append((("assets", i, "path"), f"duplicate asset path {a.path} (first in assets[{seen[a.path]}])"))
+            out.append(
+                (("assets", i, "path"), f"duplicate asset path {a.path} (first in assets[{seen[a.path]}])")
+            )
         else:
             seen[a.path] = i
         if a.path.split("/", 1)[0] != cfg.site:
@@ -219,8 +229,10 @@ def consistency_issues(cfg: PlantConfig) -> list[tuple[tuple[int | str, ...], st
         for j, s in enumerate(a.signals):
             if s.name in names:
                 out.append(
-                    (("assets", i, "signals", j, "name"),
-                     f"duplicate signal {s.name!r} in {a.path} (first at signals[{names[s.name]}])")
+                    (
+                        ("assets", i, "signals", j, "name"),
+                        f"duplicate signal {s.name!r} in {a.path} (first at signals[{names[s.name]}])",
+                    )
                 )
             else:
                 names[s.name] = j

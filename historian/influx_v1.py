@@ -1,0 +1,60 @@
+"""InfluxDB 1.x backend: line protocol to /write, InfluxQL from /query, optional user/password.
+
+The password comes from the environment or a file (see shopfloor.secrets), sent as HTTP Basic auth.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from historian.errors import StoreUnavailable
+from historian.influx_common import InfluxStore, classify_http
+from historian.influxql import ident
+from historian.url import StoreURL
+
+
+class InfluxV1Store(InfluxStore):
+    name = "influxdb-v1"
+
+    def __init__(
+        self,
+        url: StoreURL,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        create_database: bool = True,
+    ) -> None:
+        super().__init__(url, timeout_s)
+        self._username = username
+        self._password = password
+        self.create_database = create_database
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._username:
+            return {"Authorization": aiohttp.BasicAuth(self._username, self._password or "").encode()}
+        return {}
+
+    def __repr__(self) -> str:  # never show the password
+        return f"InfluxV1Store({self.url.redacted()!r}, username={self._username!r})"
+
+    async def open(self) -> None:
+        session = await self.session()
+        try:
+            async with session.get(self.url.base_url + "/ping") as resp:
+                if resp.status != 204:
+                    raise StoreUnavailable(f"ping: HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"ping {self.url.base_url}: {exc}") from exc
+        if self.create_database:
+            await self.query(f"CREATE DATABASE {ident(self.url.database)}")
+
+    async def send(self, payload: bytes) -> None:
+        if not payload:
+            return
+        params = {"db": self.url.database, "precision": "ns"}
+        status, body, headers = await self._post("/write", params, payload, "write")
+        if status == 204:
+            return
+        if status == 404 and "database not found" in body and self.create_database:
+            await self.query(f"CREATE DATABASE {ident(self.url.database)}")
+        raise classify_http(status, body, headers, "write")

@@ -1,0 +1,117 @@
+"""Quarantine: points the store refused (bad value, field type conflict), kept for the operator.
+
+A JSON-lines file beside the spool; list, export and retry it with ``shopfloor spool quarantine``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from historian.base import Store
+from historian.errors import StoreRejected
+from shopfloor.batch import SampleBatch
+from shopfloor.model import Event, Sample, now_ns
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    at_ns: int
+    reason: str
+    sample: Sample | None = None
+    event: Event | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"at_ns": self.at_ns, "reason": self.reason}
+        if self.sample is not None:
+            s = self.sample
+            value = s.value if math.isfinite(s.value) else None
+            out["sample"] = {
+                "asset": s.asset,
+                "signal": s.signal,
+                "ts_ns": s.ts_ns,
+                "value": value,
+                "quality": int(s.quality),
+            }
+        if self.event is not None:
+            out["event"] = self.event.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> QuarantineEntry:
+        sample = event = None
+        if "sample" in obj:
+            s = obj["sample"]
+            value = float("nan") if s["value"] is None else float(s["value"])
+            sample = Sample(s["asset"], s["signal"], value, int(s["ts_ns"]), s["quality"])
+        if "event" in obj:
+            event = Event.from_json(obj["event"])
+        return cls(int(obj["at_ns"]), obj.get("reason", ""), sample, event)
+
+
+class Quarantine:
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / "quarantine.jsonl"
+
+    def add_samples(self, batch: SampleBatch, reason: str) -> None:
+        at = now_ns()
+        self._append([QuarantineEntry(at, reason, sample=s) for s in batch.to_samples()])
+
+    def add_events(self, events: Sequence[Event], reason: str) -> None:
+        at = now_ns()
+        self._append([QuarantineEntry(at, reason, event=e) for e in events])
+
+    def _append(self, entries: list[QuarantineEntry]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            for e in entries:
+                f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def entries(self) -> list[QuarantineEntry]:
+        if not self.path.exists():
+            return []
+        out = []
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        out.append(QuarantineEntry.from_json(json.loads(line)))
+                    except (ValueError, KeyError):
+                        continue  # a torn last line after a crash
+        return out
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    def export(self, dest: str | Path) -> int:
+        """Write the entries as a JSON array to ``dest``; returns how many."""
+        entries = self.entries()
+        Path(dest).write_text(json.dumps([e.to_json() for e in entries], indent=1, ensure_ascii=False))
+        return len(entries)
+
+    async def retry(self, store: Store) -> tuple[int, int]:
+        """Write every entry again, one at a time; keep those still refused. Returns (written, kept)."""
+        kept: list[QuarantineEntry] = []
+        written = 0
+        for entry in self.entries():
+            try:
+                if entry.sample is not None:
+                    await store.write_samples(SampleBatch.from_samples([entry.sample]))
+                if entry.event is not None:
+                    await store.write_events([entry.event])
+                written += 1
+            except StoreRejected as exc:
+                kept.append(QuarantineEntry(entry.at_ns, str(exc), entry.sample, entry.event))
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for e in kept:
+                f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
+        os.replace(tmp, self.path)
+        return written, len(kept)

@@ -1,0 +1,382 @@
+"""The historian writer: owns delivery of every sample and event from the connectors to the store.
+
+submit() appends to the on-disk spool and returns at once (connectors never block); one task sends
+batches by size and age, retries with backoff and jitter, quarantines what the store refuses and
+acknowledges the spool only after the store did. Counters satisfy
+``produced = written + pending + dropped + quarantined`` at all times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from historian.base import Store
+from historian.errors import StoreRejected, StoreUnavailable
+from historian.quarantine import Quarantine
+from historian.spool import FLAG_SPOOLED, KIND_EVENTS, KIND_SAMPLES, Record, Spool
+from shopfloor.batch import SampleBatch
+from shopfloor.config.schema import HistorianConfig
+from shopfloor.model import Event, now_ns
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WriterStats:
+    """A snapshot of the writer's counters (points; events count as points)."""
+
+    produced: int = 0  # accepted by submit(), plus pending points recovered from the spool at start
+    written: int = 0  # acknowledged by the store
+    pending: int = 0  # in the spool, not yet acknowledged
+    spooled: int = 0  # accepted while the store was unreachable
+    replayed: int = 0  # written after having waited out an outage or a restart on disk
+    quarantined: int = 0  # refused by the store, kept in the quarantine file
+    dropped: dict[str, int] = field(default_factory=dict)  # by reason
+    recovered: int = 0  # pending points found in the spool at start
+    torn_bytes: int = 0  # bytes cut from a torn spool tail at start
+    retries: int = 0
+    batches: int = 0
+    splits: int = 0  # extra requests made to isolate refused points
+    state: str = "starting"  # starting | online | outage | stopped
+    last_error: str = ""
+    spool_bytes: int = 0
+    spool_peak_bytes: int = 0
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    @property
+    def balanced(self) -> bool:
+        return self.produced == self.written + self.pending + self.dropped_total + self.quarantined
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dropped_total"] = self.dropped_total
+        return d
+
+
+class Backoff:
+    """Exponential backoff with jitter (half fixed, half random), honouring Retry-After."""
+
+    def __init__(self, initial_s: float, max_s: float, multiplier: float, rng: random.Random) -> None:
+        self.initial_s, self.max_s, self.multiplier, self.rng = initial_s, max_s, multiplier, rng
+        self.attempt = 0
+
+    def next(self, retry_after_s: float | None = None) -> float:
+        base = min(self.max_s, self.initial_s * self.multiplier**self.attempt)
+        self.attempt += 1
+        delay = base / 2 + self.rng.uniform(0, base / 2)
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, self.max_s * 4))
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class _Prepared:
+    records: list[Record]
+    kind: int
+    items: SampleBatch | list[Event]
+    payload: Any
+
+    @property
+    def points(self) -> int:
+        return sum(r.count for r in self.records)
+
+
+class HistorianWriter:
+    """Use ``await start()``, then ``submit()`` from anywhere in the loop, then ``await stop()``."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: HistorianConfig | None = None,
+        *,
+        health_asset: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config or HistorianConfig()
+        sc = self.config.spool
+        self.spool = Spool(sc.dir, sc.max_bytes, sc.segment_bytes, sc.when_full, sc.fsync, self._on_drop)
+        self.quarantine = Quarantine(sc.dir)
+        self.health_asset = health_asset
+        self._s = WriterStats()
+        rc = self.config.retry
+        self._backoff = Backoff(rc.initial_ms / 1000, rc.max_ms / 1000, rc.multiplier, random.Random(seed))
+        self._wake = asyncio.Event()
+        self._stop_now = asyncio.Event()
+        self._stopping = False
+        self._flushing = 0
+        self._outage = False
+        self._opened = False
+        self._started = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- public API ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        report = self.spool.open()
+        self._s.recovered = report.points
+        self._s.produced += report.points
+        self._s.torn_bytes = report.torn_bytes
+        if report.points or report.torn_bytes:
+            log.warning("historian spool recovered: %s", report)
+        self._started = True
+        self._tasks = [
+            asyncio.create_task(self._run(), name="historian-writer"),
+            asyncio.create_task(self._maintain(), name="historian-writer-maintenance"),
+        ]
+
+    def submit(self, batch: SampleBatch) -> None:
+        """Accept a batch for delivery. Never blocks on the store; never raises on store trouble."""
+        n = len(batch)
+        step = self.config.batch.max_points
+        for start in range(0, n, step):  # a record never exceeds one request's worth
+            part = batch if n <= step else batch.take(slice(start, start + step))
+            self._append(KIND_SAMPLES, part.to_bytes(), len(part))
+
+    def submit_events(self, events: Sequence[Event]) -> None:
+        step = self.config.batch.max_points
+        for start in range(0, len(events), step):
+            part = events[start : start + step]
+            payload = json.dumps([e.to_json() for e in part], separators=(",", ":"), default=str).encode()
+            self._append(KIND_EVENTS, payload, len(part))
+
+    def stats(self) -> WriterStats:
+        sp = self.spool.stats() if self._started else None
+        s = WriterStats(**{k: v for k, v in asdict(self._s).items()})
+        s.dropped = dict(self._s.dropped)
+        if sp is not None:
+            s.pending = sp.pending_points
+            s.spool_bytes = sp.bytes
+            s.spool_peak_bytes = sp.peak_bytes
+        return s
+
+    async def flush(self, timeout_s: float = 30.0) -> bool:
+        """Send everything now; True once the spool is empty, False if the timeout came first."""
+        self._flushing += 1
+        self._wake.set()
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while self.spool.pending_points:
+                if asyncio.get_running_loop().time() >= deadline:
+                    return False
+                await asyncio.sleep(0.01)
+            return True
+        finally:
+            self._flushing -= 1
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Deliver what can be delivered within ``timeout_s``; the rest stays in the spool for next time."""
+        if not self._started:
+            return
+        self._stopping = True
+        self._wake.set()
+        run = self._tasks[0]
+        try:
+            await asyncio.wait_for(asyncio.shield(run), timeout_s)
+        except TimeoutError:
+            log.warning("historian writer stopping with %d points still spooled", self.spool.pending_points)
+        self._stop_now.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self.spool.rewind()
+        self.spool.close()
+        self._started = False
+        self._s.state = "stopped"
+        await self.store.close()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _append(self, kind: int, payload: bytes, count: int) -> None:
+        if not self._started:
+            raise RuntimeError("HistorianWriter.submit() before start() or after stop()")
+        self._s.produced += count
+        flags = FLAG_SPOOLED if self._outage else 0
+        if self.spool.append(kind, payload, count, flags) and self._outage:
+            self._s.spooled += count
+        self._wake.set()
+
+    def _on_drop(self, points: int, reason: str) -> None:
+        self._s.dropped[reason] = self._s.dropped.get(reason, 0) + points
+
+    def _ready(self) -> bool:
+        unread = self.spool.unread_points
+        if unread == 0:
+            return False
+        if unread >= self.config.batch.max_points or self._stopping or self._flushing:
+            return True
+        appended = self.spool.peek_appended_ns()
+        return appended is None or now_ns() - appended >= self.config.batch.max_age_ms * 1_000_000
+
+    async def _wait_ready(self) -> None:
+        if self._ready():
+            return
+        timeout = self.config.batch.max_age_ms / 1000
+        appended = self.spool.peek_appended_ns()
+        if appended is not None:
+            timeout = max(0.0, appended / 1e9 + timeout - now_ns() / 1e9)
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout if self.spool.unread_points else None)
+
+    def _prepare(self) -> _Prepared | None:
+        records = self.spool.read(self.config.batch.max_points)
+        if not records:
+            return None
+        kind = records[0].kind
+        items: SampleBatch | list[Event]
+        if kind == KIND_SAMPLES:
+            items = SampleBatch.concat([SampleBatch.from_bytes(r.payload) for r in records])
+            payload = self.store.encode_samples(items)
+        else:
+            items = [Event.from_json(o) for r in records for o in json.loads(r.payload)]
+            payload = self.store.encode_events(items)
+        return _Prepared(records, kind, items, payload)
+
+    async def _run(self) -> None:
+        inflight: tuple[asyncio.Task[None], _Prepared] | None = None
+        while True:
+            if not self._opened:
+                try:
+                    await self.store.open()
+                    self._opened = True
+                except StoreUnavailable as exc:
+                    if not await self._outage_wait(exc):
+                        return
+                    continue
+            if inflight is None:
+                if self._stopping and self.spool.unread_points == 0:
+                    return
+                await self._wait_ready()
+                if not self._ready():
+                    continue
+                prep = self._prepare()
+                if prep is None:
+                    continue
+                inflight = (asyncio.create_task(self.store.send(prep.payload)), prep)
+            task, prep = inflight
+            # While this batch is on the wire, read and encode the next one.
+            nxt = self._prepare() if self._ready() else None
+            try:
+                try:
+                    await task
+                    bad: list[Any] = []
+                except StoreRejected as exc:
+                    bad = await self._isolate(prep.kind, prep.items, exc)
+                self._acknowledge(prep, bad)
+            except StoreUnavailable as exc:
+                self.spool.rewind()
+                inflight = None
+                if not await self._outage_wait(exc):
+                    return
+                continue
+            inflight = (asyncio.create_task(self.store.send(nxt.payload)), nxt) if nxt else None
+
+    async def _isolate(self, kind: int, items: SampleBatch | list[Event], exc: StoreRejected) -> list[Any]:
+        """Bisect a refused batch until the refused points are alone; return them with the reason."""
+        if len(items) == 1:
+            return [(items, str(exc))]
+        mid = len(items) // 2
+        halves = (
+            (items.take(slice(0, mid)), items.take(slice(mid, None)))
+            if isinstance(items, SampleBatch)
+            else (items[:mid], items[mid:])
+        )
+        bad: list[Any] = []
+        for half in halves:
+            self._s.splits += 1
+            payload = (
+                self.store.encode_samples(half) if kind == KIND_SAMPLES else self.store.encode_events(half)
+            )
+            try:
+                await self.store.send(payload)
+            except StoreRejected as sub:
+                bad += await self._isolate(kind, half, sub)
+        return bad
+
+    def _acknowledge(self, prep: _Prepared, bad: list[Any]) -> None:
+        for items, reason in bad:
+            if prep.kind == KIND_SAMPLES:
+                self.quarantine.add_samples(items, reason)
+            else:
+                self.quarantine.add_events(items, reason)
+        n_bad = sum(len(items) for items, _ in bad)
+        if bad:
+            log.warning("historian refused %d points; quarantined (first reason: %s)", n_bad, bad[0][1])
+        self.spool.ack(prep.records)
+        points = prep.points
+        self._s.written += points - n_bad
+        self._s.quarantined += n_bad
+        self._s.batches += 1
+        self._s.replayed += sum(r.count for r in prep.records if r.flags & FLAG_SPOOLED or r.recovered)
+        if self._outage or self._s.state != "online":
+            if self._outage:
+                log.warning(
+                    "historian %s reachable again; replaying %d spooled points",
+                    self.store.name,
+                    self.spool.pending_points,
+                )
+            self._outage = False
+            self._s.state = "online"
+        self._backoff.reset()
+
+    async def _outage_wait(self, exc: StoreUnavailable) -> bool:
+        """Record the outage, wait out the backoff. False when the writer should give up (stopping)."""
+        self._s.retries += 1
+        self._s.last_error = str(exc)
+        if not self._outage:
+            log.error("historian %s unreachable (%s); spooling to disk", self.store.name, exc)
+            self._outage = True
+            self._s.state = "outage"
+        if self._stopping:
+            return False
+        delay = self._backoff.next(exc.retry_after_s)
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_now.wait(), delay)
+        return not self._stop_now.is_set()
+
+    async def _maintain(self) -> None:
+        """fsync the spool on the interval policy and store the writer's own health signals."""
+        interval = self.config.spool.fsync_interval_ms / 1000
+        health_every = self.config.health_interval_s
+        last_health = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(interval)
+            self.spool.sync()
+            now = asyncio.get_running_loop().time()
+            if self.health_asset and health_every and now - last_health >= health_every:
+                last_health = now
+                self.submit(self.health_batch())
+
+    def health_batch(self) -> SampleBatch:
+        s = self.stats()
+        values = {
+            "produced": s.produced,
+            "written": s.written,
+            "pending": s.pending,
+            "spooled": s.spooled,
+            "replayed": s.replayed,
+            "quarantined": s.quarantined,
+            "dropped": s.dropped_total,
+            "retries": s.retries,
+            "spool_bytes": s.spool_bytes,
+            "online": float(s.state == "online"),
+        }
+        asset = self.health_asset or ""
+        ts = now_ns()
+        keys = [(asset, name) for name in values]
+        return SampleBatch.from_columns(keys, range(len(keys)), [ts] * len(keys), list(values.values()))

@@ -1,0 +1,188 @@
+"""The writer's delivery logic against the real SQLite store and, for fault shapes SQLite cannot
+produce (refusals, Retry-After), a scripted store; the same paths run against real InfluxDB in
+tests/integration/test_influx_v1.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from historian.base import SeriesFrame, Store
+from historian.errors import StoreRejected, StoreUnavailable
+from historian.sqlite_store import SQLiteStore
+from historian.writer import Backoff, HistorianWriter
+from shopfloor.batch import SampleBatch
+from shopfloor.config.schema import HistorianConfig
+from shopfloor.model import Event, EventKind
+
+T0 = 1_700_000_000_000_000_000
+
+
+def config(tmp_path: Path, **over: Any) -> HistorianConfig:
+    raw: dict[str, Any] = {
+        "url": f"sqlite:///{tmp_path}/h.db",
+        "batch": {"max_points": 500, "max_age_ms": 20},
+        "spool": {"dir": str(tmp_path / "spool"), "segment_bytes": 65536, "max_bytes": 64 << 20},
+        "retry": {"initial_ms": 5, "max_ms": 50},
+        "health_interval_s": 0,
+    }
+    for k, v in over.items():
+        raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
+    return HistorianConfig.model_validate(raw)
+
+
+def seq_batch(start: int, n: int, key: tuple[str, str] = ("s/a/l/m", "x")) -> SampleBatch:
+    idx = np.arange(start, start + n)
+    return SampleBatch.from_columns([key], np.zeros(n), T0 + idx * 1_000_000, idx.astype(float))
+
+
+async def test_everything_submitted_lands_in_sqlite_once_in_order(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    store = SQLiteStore(tmp_path / "h.db")
+    w = HistorianWriter(store, cfg)
+    await w.start()
+    for i in range(50):
+        w.submit(seq_batch(i * 100, 100))
+        if i % 7 == 0:
+            await asyncio.sleep(0.005)
+    w.submit_events([Event("s/a/l/m", EventKind.STATE_CHANGE, T0 + 5, "RUN", "running")])
+    assert await w.flush(20)
+    s = w.stats()
+    assert s.produced == s.written == 5001 and s.pending == 0 and s.balanced
+    frame = await store.query_raw("s/a/l/m", "x", 0, 2**62)
+    assert frame.value.tolist() == list(range(5000))
+    events = await store.query_events(0, 2**62)
+    assert [e.code for e in events] == ["RUN"]
+    await w.stop()
+
+
+class ScriptedStore(Store):
+    """A store whose failures are scripted: down for a while, or refusing marked values."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.down = False
+        self.retry_after: float | None = None
+        self.poison: set[float] = set()
+        self.rows: dict[int, float] = {}
+        self.sends = 0
+
+    def encode_samples(self, batch: SampleBatch) -> Any:
+        return batch
+
+    def encode_events(self, events: Sequence[Event]) -> Any:
+        return list(events)
+
+    async def send(self, payload: Any) -> None:
+        self.sends += 1
+        await asyncio.sleep(0)
+        if self.down:
+            raise StoreUnavailable("connection refused", self.retry_after)
+        if isinstance(payload, SampleBatch):
+            bad = [v for v in payload.value.tolist() if v in self.poison]
+            good = ~np.isin(payload.value, list(self.poison))
+            for t, v in zip(payload.ts[good].tolist(), payload.value[good].tolist()):
+                self.rows[t] = v  # like InfluxDB: a partial write keeps the good points
+            if bad:
+                raise StoreRejected(f"field type conflict on {len(bad)} points")
+
+    async def query_raw(self, *a: Any, **k: Any) -> SeriesFrame:
+        raise NotImplementedError
+
+    async def query_agg(self, *a: Any, **k: Any) -> SeriesFrame:
+        raise NotImplementedError
+
+    async def latest(self, asset: str | None = None) -> list:
+        return []
+
+    async def list_series(self) -> list:
+        return []
+
+    async def query_events(self, *a: Any, **k: Any) -> list:
+        return []
+
+
+async def test_refused_points_are_quarantined_and_batch_mates_land(tmp_path: Path) -> None:
+    store = ScriptedStore()
+    store.poison = {123.0, 4567.0}
+    w = HistorianWriter(store, config(tmp_path, batch={"max_points": 5000}))
+    await w.start()
+    w.submit(seq_batch(0, 5000))
+    assert await w.flush(20)
+    s = w.stats()
+    assert s.quarantined == 2 and s.written == 4998 and s.balanced
+    assert sorted(store.rows.values()) == [float(v) for v in range(5000) if v not in (123, 4567)]
+    entries = w.quarantine.entries()
+    assert sorted(e.sample.value for e in entries) == [123.0, 4567.0]
+    assert "field type conflict" in entries[0].reason
+    # the operator fixes the cause and retries
+    store.poison = set()
+    assert await w.quarantine.retry(store) == (2, 0)
+    assert len(store.rows) == 5000 and len(w.quarantine) == 0
+    await w.stop()
+
+
+async def test_outage_spools_then_replays_in_order_with_invariant_held(tmp_path: Path) -> None:
+    store = ScriptedStore()
+    w = HistorianWriter(store, config(tmp_path))
+    await w.start()
+    w.submit(seq_batch(0, 1000))
+    assert await w.flush(10)
+    store.down = True
+    for i in range(1, 30):
+        w.submit(seq_batch(i * 1000, 1000))
+        await asyncio.sleep(0.002)
+        s = w.stats()
+        assert s.balanced, s
+    await asyncio.sleep(0.1)
+    s = w.stats()
+    assert s.state == "outage" and s.retries >= 2 and s.spooled > 0 and s.pending >= s.spooled
+    store.down = False
+    assert await w.flush(20)
+    s = w.stats()
+    assert s.written == 30_000 and s.replayed >= s.spooled and s.balanced and s.state == "online"
+    assert list(store.rows.values()) == [float(v) for v in range(30_000)]
+    await w.stop()
+
+
+async def test_stop_during_outage_keeps_data_for_the_next_start(tmp_path: Path) -> None:
+    store = ScriptedStore()
+    store.down = True
+    cfg = config(tmp_path)
+    w = HistorianWriter(store, cfg)
+    await w.start()
+    w.submit(seq_batch(0, 777))
+    await asyncio.sleep(0.05)
+    await w.stop(timeout_s=0.2)
+    store.down = False
+    w2 = HistorianWriter(store, cfg)
+    await w2.start()
+    assert w2.stats().recovered == 777
+    assert await w2.flush(10)
+    s = w2.stats()
+    assert s.written == 777 and s.replayed == 777 and s.balanced
+    await w2.stop()
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    b = Backoff(0.1, 10.0, 2.0, random.Random(1))
+    delays = [b.next() for _ in range(10)]
+    assert all(0.05 <= d <= 10.0 for d in delays)
+    assert delays[6] > delays[0] * 8  # exponential
+    assert len({round(d, 6) for d in delays}) == 10  # jittered, not a fixed ladder
+    assert b.next(retry_after_s=25.0) >= 25.0
+    b.reset()
+    assert b.next() <= 0.1
+
+
+def test_submit_before_start_is_an_error(tmp_path: Path) -> None:
+    w = HistorianWriter(ScriptedStore(), config(tmp_path))
+    with pytest.raises(RuntimeError, match="before start"):
+        w.submit(seq_batch(0, 1))
