@@ -1,14 +1,19 @@
-"""What the InfluxDB v1 and v2 backends share: line-protocol encoding and InfluxQL reads.
+"""What the InfluxDB v1 and v2 backends share: line-protocol encoding, HTTP and InfluxQL reads.
 
-Reads go to /query (InfluxQL, epoch=ns, chunked) over one aiohttp session per store.
+HTTP is urllib3 (already under influxdb-client) run in worker threads: a write on the wire then
+overlaps with encoding the next batch on the event loop, which an in-loop client did not allow.
+Reads go to /query (InfluxQL, epoch=ns, chunked).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlencode
 
-import aiohttp
+import urllib3
 
 from historian import influxql
 from historian.base import AggFn, SeriesFrame, Store
@@ -52,7 +57,10 @@ class InfluxStore(Store):
         self.url = url
         self.timeout_s = timeout_s
         self._encoder = LineEncoder()
-        self._session: aiohttp.ClientSession | None = None
+        self._http = urllib3.PoolManager(
+            num_pools=2, maxsize=4, retries=False, timeout=urllib3.Timeout(total=timeout_s)
+        )
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-write")
 
     # -- plumbing ------------------------------------------------------------------------------
     def _auth_headers(self) -> dict[str, str]:
@@ -61,27 +69,35 @@ class InfluxStore(Store):
     def _query_params(self) -> dict[str, str]:
         return {"db": self.url.database}
 
-    async def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                headers=self._auth_headers(),
-                connector=aiohttp.TCPConnector(limit=4, ttl_dns_cache=300),
+    def _request(
+        self, method: str, path: str, params: dict[str, str], body: bytes | None
+    ) -> tuple[int, str, Any]:
+        """Blocking HTTP call (run in a thread); connection trouble becomes StoreUnavailable."""
+        url = f"{self.url.base_url}{path}?{urlencode(params)}"
+        try:
+            resp = self._http.request(
+                method, url, body=body, headers=self._auth_headers(), preload_content=True
             )
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StoreUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
+        return resp.status, resp.data.decode("utf-8", "replace"), resp.headers
 
     async def _post(self, path: str, params: dict[str, str], data: Any, what: str) -> tuple[int, str, Any]:
-        session = await self.session()
-        try:
-            async with session.post(self.url.base_url + path, params=params, data=data) as resp:
-                return resp.status, await resp.text(), resp.headers
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        pool = self._writes if path == "/write" else None
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, self._request, "POST", path, params, data
+        )
+
+    async def _get(self, path: str) -> int:
+        status, _, _ = await asyncio.get_running_loop().run_in_executor(
+            None, self._request, "GET", path, {}, None
+        )
+        return status
+
+    async def close(self) -> None:
+        self._writes.shutdown(wait=True)
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-write")
+        self._http.clear()
 
     async def query(self, q: str) -> list[dict[str, Any]]:
         params = {**self._query_params(), "q": q, "epoch": "ns", "chunked": "true", "chunk_size": "20000"}

@@ -5,7 +5,7 @@ The password comes from the environment or a file (see shopfloor.secrets), sent 
 
 from __future__ import annotations
 
-import aiohttp
+import base64
 
 from historian.errors import StoreUnavailable
 from historian.influx_common import InfluxStore, classify_http
@@ -31,20 +31,17 @@ class InfluxV1Store(InfluxStore):
 
     def _auth_headers(self) -> dict[str, str]:
         if self._username:
-            return {"Authorization": aiohttp.BasicAuth(self._username, self._password or "").encode()}
+            token = base64.b64encode(f"{self._username}:{self._password or ''}".encode()).decode()
+            return {"Authorization": f"Basic {token}"}
         return {}
 
     def __repr__(self) -> str:  # never show the password
         return f"InfluxV1Store({self.url.redacted()!r}, username={self._username!r})"
 
     async def open(self) -> None:
-        session = await self.session()
-        try:
-            async with session.get(self.url.base_url + "/ping") as resp:
-                if resp.status != 204:
-                    raise StoreUnavailable(f"ping: HTTP {resp.status}")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"ping {self.url.base_url}: {exc}") from exc
+        status = await self._get("/ping")
+        if status != 204:
+            raise StoreUnavailable(f"ping {self.url.base_url}: HTTP {status}")
         if self.create_database:
             await self.query(f"CREATE DATABASE {ident(self.url.database)}")
 

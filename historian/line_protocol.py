@@ -44,8 +44,12 @@ class LineEncoder:
 
     def __init__(self) -> None:
         self._prefix: dict[SeriesKey, str] = {}
+        self._last_keys: Sequence[SeriesKey] | None = None
+        self._last_prefixes = np.empty(0, dtype=object)
 
     def _prefixes(self, keys: Sequence[SeriesKey]) -> np.ndarray:
+        if keys is self._last_keys:
+            return self._last_prefixes
         cache = self._prefix
         out = np.empty(len(keys), dtype=object)
         for i, k in enumerate(keys):
@@ -55,6 +59,7 @@ class LineEncoder:
                     cache.clear()
                 p = cache[k] = series_prefix(k)
             out[i] = p
+        self._last_keys, self._last_prefixes = keys, out
         return out
 
     def encode(self, batch: SampleBatch) -> bytes:

@@ -6,6 +6,7 @@ Segments rotate by size; the total is bounded, with a stated policy when full; a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -118,14 +119,13 @@ class Spool:
         self._read_fds: dict[int, int] = {}
         self._dirty = False
         self._cursor_dirty = False
+        self._cursor_fd: int | None = None
         self.recovery = RecoveryReport()
 
     # -- life cycle ----------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
         """Scan existing segments, cut torn tails, restore the cursor; create the dir if needed."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        for tmp in self.dir.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
         seqs = sorted(int(p.stem) for p in self.dir.glob("*.seg") if p.stem.isdigit())
         cursor = self._load_cursor()
         report = RecoveryReport()
@@ -171,6 +171,9 @@ class Spool:
         if self._append_fd is not None:
             os.close(self._append_fd)
             self._append_fd = None
+        if self._cursor_fd is not None:
+            os.close(self._cursor_fd)
+            self._cursor_fd = None
         for fd in self._read_fds.values():
             os.close(fd)
         self._read_fds.clear()
@@ -210,13 +213,17 @@ class Spool:
             return None
 
     def _write_cursor(self) -> None:
+        """Overwrite the 20-byte cursor in place (pwrite, no rename: this runs on every ack).
+
+        A torn cursor fails its CRC on the next start and the spool replays from its oldest
+        segment: duplicates the store absorbs (same series and timestamp), never a loss.
+        """
         body = struct.pack("<QQ", self.cursor.seq, self.cursor.offset)
-        tmp = self.dir / "cursor.tmp"
-        with open(tmp, "wb") as f:
-            f.write(body + struct.pack("<I", zlib.crc32(body)))
-            if self.fsync_policy == FsyncPolicy.ALWAYS:
-                os.fsync(f.fileno())
-        os.replace(tmp, self.dir / "cursor")
+        if self._cursor_fd is None:
+            self._cursor_fd = os.open(self.dir / "cursor", os.O_RDWR | os.O_CREAT, 0o644)
+        os.pwrite(self._cursor_fd, body + struct.pack("<I", zlib.crc32(body)), 0)
+        if self.fsync_policy == FsyncPolicy.ALWAYS:
+            os.fsync(self._cursor_fd)
         self._cursor_dirty = self.fsync_policy == FsyncPolicy.INTERVAL
 
     # -- accounting ----------------------------------------------------------------------------
@@ -428,16 +435,18 @@ class Spool:
         self.inflight_points = 0
 
     def sync(self) -> None:
-        """fsync the active segment and the cursor if anything changed (the 'interval' policy)."""
+        """fsync the active segment and the cursor if anything changed (the 'interval' policy).
+
+        Safe to call from a worker thread: it only fsyncs descriptors.
+        """
         if self.fsync_policy == FsyncPolicy.NEVER:
             return
-        if self._dirty and self._append_fd is not None:
-            os.fsync(self._append_fd)
+        fd, cursor_fd = self._append_fd, self._cursor_fd
+        if self._dirty and fd is not None:
             self._dirty = False
-        if self._cursor_dirty:
-            fd = os.open(self.dir, os.O_RDONLY)
-            try:
+            with contextlib.suppress(OSError):  # closed by a concurrent rotation: it fsynced itself
                 os.fsync(fd)
-            finally:
-                os.close(fd)
+        if self._cursor_dirty and cursor_fd is not None:
             self._cursor_dirty = False
+            with contextlib.suppress(OSError):
+                os.fsync(cursor_fd)

@@ -111,8 +111,20 @@ class SQLiteStore(Store):
         self._rx.shutdown(wait=True)
 
     # -- writing -------------------------------------------------------------------------------
-    def encode_samples(self, batch: SampleBatch) -> tuple[str, SampleBatch]:
-        return ("samples", batch)  # rows are built on the writer thread, next to the executemany
+    def encode_samples(self, batch: SampleBatch) -> tuple[str, Any]:
+        """Rows ready for executemany, built here so it overlaps the previous batch's insert.
+
+        A batch with a series not yet in the table is resolved on the writer thread instead.
+        """
+        ids = self._ids
+        try:
+            lut = np.fromiter((ids[k] for k in batch.keys), dtype=np.int64, count=len(batch.keys))
+        except KeyError:
+            return ("samples", batch)
+        return (
+            "rows",
+            zip(lut[batch.series].tolist(), batch.ts.tolist(), _values(batch), batch.quality.tolist()),
+        )
 
     def encode_events(self, events: Sequence[Event]) -> tuple[str, Sequence[Event]]:
         return ("events", events)
@@ -127,7 +139,9 @@ class SQLiteStore(Store):
         kind, data = payload
         try:
             conn.execute("BEGIN")
-            if kind == "samples":
+            if kind == "rows":
+                conn.executemany(INSERT_SAMPLES, data)
+            elif kind == "samples":
                 self._insert_samples(conn, data)
             else:
                 conn.executemany(INSERT_EVENTS, [_event_row(e) for e in data])
@@ -158,12 +172,9 @@ class SQLiteStore(Store):
                     ).fetchone()
                 ids[key] = sid
             lut[i] = sid
-        values = batch.value.tolist()
-        if not np.isfinite(batch.value).all():
-            values = [v if math.isfinite(v) else None for v in values]
         conn.executemany(
             INSERT_SAMPLES,
-            zip(lut[batch.series].tolist(), batch.ts.tolist(), values, batch.quality.tolist()),
+            zip(lut[batch.series].tolist(), batch.ts.tolist(), _values(batch), batch.quality.tolist()),
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -260,6 +271,13 @@ class SQLiteStore(Store):
             Event(a, EventKind(k), int(t), c, m, v, json.loads(d) if d else {})
             for a, k, t, c, m, v, d in rows
         ]
+
+
+def _values(batch: SampleBatch) -> list[float | None]:
+    values = batch.value.tolist()
+    if not np.isfinite(batch.value).all():
+        values = [v if math.isfinite(v) else None for v in values]
+    return values
 
 
 def _event_row(e: Event) -> tuple[Any, ...]:

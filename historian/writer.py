@@ -268,6 +268,7 @@ class HistorianWriter:
                     continue
                 inflight = (asyncio.create_task(self.store.send(prep.payload)), prep)
             task, prep = inflight
+            await asyncio.sleep(0)  # let the send start (it hands the request to its I/O thread)
             # While this batch is on the wire, read and encode the next one.
             nxt = self._prepare() if self._ready() else None
             try:
@@ -276,14 +277,15 @@ class HistorianWriter:
                     bad: list[Any] = []
                 except StoreRejected as exc:
                     bad = await self._isolate(prep.kind, prep.items, exc)
-                self._acknowledge(prep, bad)
             except StoreUnavailable as exc:
                 self.spool.rewind()
                 inflight = None
                 if not await self._outage_wait(exc):
                     return
                 continue
+            # Put the next batch on the wire first, then do the bookkeeping for this one.
             inflight = (asyncio.create_task(self.store.send(nxt.payload)), nxt) if nxt else None
+            self._acknowledge(prep, bad)
 
     async def _isolate(self, kind: int, items: SampleBatch | list[Event], exc: StoreRejected) -> list[Any]:
         """Bisect a refused batch until the refused points are alone; return them with the reason."""
@@ -356,7 +358,7 @@ class HistorianWriter:
         last_health = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(interval)
-            self.spool.sync()
+            await asyncio.to_thread(self.spool.sync)  # fsync can take a while; not on the loop
             now = asyncio.get_running_loop().time()
             if self.health_asset and health_every and now - last_health >= health_every:
                 last_health = now

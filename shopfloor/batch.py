@@ -9,6 +9,7 @@ import json
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -92,6 +93,15 @@ class SampleBatch:
             return cls.empty()
         if len(batches) == 1:
             return batches[0]
+        first = batches[0].keys
+        if all(b.keys is first or b.keys == first for b in batches):  # the usual case: one source's tags
+            return cls(
+                first,
+                np.concatenate([b.series for b in batches]),
+                np.concatenate([b.ts for b in batches]),
+                np.concatenate([b.value for b in batches]),
+                np.concatenate([b.quality for b in batches]),
+            )
         index: dict[SeriesKey, int] = {}
         remapped = []
         for b in batches:
@@ -141,7 +151,7 @@ class SampleBatch:
         mv = memoryview(buf)
         n, klen = cls._HEADER.unpack_from(mv, 0)
         off = cls._HEADER.size
-        keys = tuple(SeriesKey(a, s) for a, s in json.loads(bytes(mv[off : off + klen])))
+        keys = _decode_keys(bytes(mv[off : off + klen]))
         off += klen
         ts = np.frombuffer(mv, "<i8", n, off)
         off += 8 * n
@@ -156,3 +166,9 @@ class SampleBatch:
         if n and int(series.max()) >= len(keys):
             raise ValueError("SampleBatch payload has a series index out of range")
         return cls(keys, series, ts, value, quality)
+
+
+@lru_cache(maxsize=256)
+def _decode_keys(raw: bytes) -> tuple[SeriesKey, ...]:
+    """Key tables repeat from poll to poll; decode each distinct one once (and share the tuple)."""
+    return tuple(SeriesKey(a, s) for a, s in json.loads(raw))

@@ -48,7 +48,8 @@ class _Server:
     binary = ""
     package = ""
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, cpus: str | None = None) -> None:
+        self.cpus = cpus  # e.g. "1": pin the server to these CPUs (taskset), for benchmarks
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -78,7 +79,10 @@ class _Server:
 
     def start(self, timeout_s: float = 30.0) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        cmd = self.command()
+        if self.cpus and shutil.which("taskset"):
+            cmd = ["taskset", "-c", self.cpus, *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

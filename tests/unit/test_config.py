@@ -122,3 +122,8 @@ def test_mutation_fuzz_every_error_is_located_and_nothing_crashes() -> None:
                 located += issue.line is not None and bool(issue.loc)
     assert total > 100
     assert located == total
+
+
+def test_shipped_schema_file_is_current() -> None:
+    shipped = (ROOT / "docs" / "plant-config.schema.json").read_text()
+    assert shipped.strip() == json_schema().strip(), "regenerate with: make schema"

@@ -1,0 +1,233 @@
+"""The ``shopfloor`` command line: config checks, the demo, the simulator, the spool and the historian.
+
+Each subcommand is a thin shell over a library call; secrets never come from arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shopfloor import __version__
+from shopfloor.config import ConfigError, json_schema, load_plant_config
+from shopfloor.config.schema import PlantConfig
+
+log = logging.getLogger("shopfloor")
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+def _load(path: str) -> PlantConfig:
+    try:
+        return load_plant_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+# -- config --------------------------------------------------------------------------------------
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for file in args.files:
+        try:
+            cfg = load_plant_config(file)
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            print(f"{file}: {len(exc.issues)} error(s)", file=sys.stderr)
+            status = EXIT_CONFIG
+            continue
+        signals = sum(len(a.signals) for a in cfg.assets)
+        print(
+            f"{file}: OK — site {cfg.site}, {len(cfg.assets)} assets, {signals} signals, {len(cfg.sources)} sources"
+        )
+    return status
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    text = json_schema()
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+# -- demo / simulate -----------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shopfloor.runtime import run_demo
+
+    return asyncio.run(run_demo(_load(args.config), duration_s=args.duration, speed=args.speed))
+
+
+def _simulator() -> object | None:
+    try:
+        from plant_simulator import cli as sim_cli
+    except ImportError:
+        return None
+    return sim_cli if hasattr(sim_cli, "add_arguments") else None
+
+
+# -- spool and quarantine ------------------------------------------------------------------------
+def cmd_spool_status(args: argparse.Namespace) -> int:
+    from historian.quarantine import Quarantine
+    from historian.spool import Spool
+
+    cfg = _load(args.config).historian
+    spool = Spool(
+        cfg.spool.dir, cfg.spool.max_bytes, cfg.spool.segment_bytes, cfg.spool.when_full, cfg.spool.fsync
+    )
+    report = spool.open()
+    stats = spool.stats()
+    spool.close()
+    out = {
+        "dir": str(cfg.spool.dir),
+        "pending_points": stats.pending_points,
+        "bytes": stats.bytes,
+        "max_bytes": cfg.spool.max_bytes,
+        "segments": stats.segments,
+        "torn_bytes_cut": report.torn_bytes,
+        "quarantined_points": len(Quarantine(cfg.spool.dir)),
+    }
+    print(json.dumps(out, indent=2))
+    return EXIT_OK
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from historian.factory import open_store
+    from historian.quarantine import Quarantine
+
+    cfg = _load(args.config).historian
+    q = Quarantine(cfg.spool.dir)
+    if args.action == "list":
+        for e in q.entries():
+            print(json.dumps(e.to_json(), ensure_ascii=False))
+        return EXIT_OK
+    if args.action == "export":
+        n = q.export(args.output)
+        print(f"exported {n} quarantined entries to {args.output}")
+        return EXIT_OK
+
+    async def retry() -> tuple[int, int]:
+        store = open_store(cfg)
+        await store.open()
+        try:
+            return await q.retry(store)
+        finally:
+            await store.close()
+
+    written, kept = asyncio.run(retry())
+    print(f"retried quarantine: {written} written, {kept} still refused")
+    return EXIT_OK if kept == 0 else EXIT_FAIL
+
+
+# -- historian reads -----------------------------------------------------------------------------
+def cmd_historian(args: argparse.Namespace) -> int:
+    from historian.factory import open_store
+    from shopfloor.model import now_ns
+
+    cfg = _load(args.config).historian
+
+    async def run() -> int:
+        store = open_store(cfg)
+        await store.open()
+        try:
+            if args.action == "series":
+                for key in await store.list_series():
+                    print(f"{key.asset}\t{key.signal}")
+            elif args.action == "latest":
+                for s in await store.latest(args.asset):
+                    print(f"{s.asset}\t{s.signal}\t{s.value:g}\t{s.quality.name}\t{s.ts_ns}")
+            else:
+                end = now_ns()
+                start = end - int(args.minutes * 60e9)
+                every = int(args.every * 1e9)
+                frame = await store.query_agg(args.asset, args.signal, start, end, every, args.fn)
+                for t, v in zip(frame.ts.tolist(), frame.value.tolist()):
+                    print(f"{t}\t{v:g}")
+        finally:
+            await store.close()
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="shopfloor",
+        description="Shopfloor digital factory platform: acquisition, historian, MES, analytics, dashboard.",
+    )
+    p.add_argument("--version", action="version", version=f"shopfloor {__version__}")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    cfg = sub.add_parser("config", help="check a plant config or print its JSON Schema")
+    cfg_sub = cfg.add_subparsers(dest="action", metavar="ACTION", required=True)
+    v = cfg_sub.add_parser("validate", help="validate plant config files; errors name file:line:column key")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.set_defaults(func=cmd_config_validate)
+    s = cfg_sub.add_parser("schema", help="print the plant config JSON Schema (for editors)")
+    s.add_argument("-o", "--output", help="write to this file instead of stdout")
+    s.set_defaults(func=cmd_config_schema)
+
+    demo = sub.add_parser("demo", help="run the demo plant end to end on the embedded store")
+    demo.add_argument("--config", default="examples/qijiang-plant.yaml")
+    demo.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)"
+    )
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
+    demo.set_defaults(func=cmd_demo)
+
+    sim = _simulator()
+    if sim is not None:
+        sp = sub.add_parser(
+            "simulate", help="run the virtual plant: OPC UA and Modbus servers, or offline data"
+        )
+        sim.add_arguments(sp)  # type: ignore[attr-defined]
+        sp.set_defaults(func=sim.run)  # type: ignore[attr-defined]
+
+    spool = sub.add_parser("spool", help="inspect the historian spool and its quarantine")
+    spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)
+    st = spool_sub.add_parser("status", help="pending points, bytes and quarantine size")
+    st.add_argument("--config", required=True)
+    st.set_defaults(func=cmd_spool_status)
+    qu = spool_sub.add_parser("quarantine", help="points the store refused: list, export, retry")
+    qu.add_argument("action", choices=["list", "export", "retry"])
+    qu.add_argument("--config", required=True)
+    qu.add_argument("-o", "--output", default="quarantine.json", help="export destination")
+    qu.set_defaults(func=cmd_quarantine)
+
+    hist = sub.add_parser("historian", help="read from the configured historian")
+    hist.add_argument("action", choices=["series", "latest", "query"])
+    hist.add_argument("--config", required=True)
+    hist.add_argument("--asset")
+    hist.add_argument("--signal")
+    hist.add_argument("--fn", default="mean", choices=["mean", "min", "max", "last", "count"])
+    hist.add_argument("--minutes", type=float, default=60.0, help="query: how far back")
+    hist.add_argument("--every", type=float, default=60.0, help="query: bucket width in seconds")
+    hist.set_defaults(func=cmd_historian)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_OK
+    if args.command == "historian" and args.action == "query" and not (args.asset and args.signal):
+        parser.error("historian query needs --asset and --signal")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
