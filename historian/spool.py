@@ -120,6 +120,7 @@ class Spool:
         self._dirty = False
         self._cursor_dirty = False
         self._cursor_fd: int | None = None
+        self._disk_error = False
         self.recovery = RecoveryReport()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -264,13 +265,21 @@ class Spool:
         if active.size and active.size + size > self.segment_bytes:
             active = self._rotate()
         try:
-            os.write(self._append_fd, record)
+            written = os.write(self._append_fd, record)
+            if written != size:
+                raise OSError(28, f"short write ({written} of {size} bytes)")
         except OSError as exc:
-            # ENOSPC and friends: restore a clean tail so the segment stays readable.
-            log.error("spool write failed (%s); %d points dropped", exc.strerror, count)
-            os.ftruncate(self._append_fd, active.size)
+            # ENOSPC and friends: cut the partial record so the segment stays readable.
+            if not self._disk_error:
+                log.error("spool write failed (%s): dropping new data until it succeeds again", exc.strerror)
+            self._disk_error = True
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._append_fd, active.size)
             self.on_drop(count, "disk_error")
             return False
+        if self._disk_error:
+            log.warning("spool writes succeed again")
+            self._disk_error = False
         active.size += size
         active.points += count
         self.peak_bytes = max(self.peak_bytes, self.bytes)

@@ -109,6 +109,9 @@ class SQLiteStore(Store):
                 setattr(self, attr, None)
         self._wx.shutdown(wait=True)
         self._rx.shutdown(wait=True)
+        # usable again after close (reopens lazily), like the InfluxDB stores
+        self._wx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+        self._rx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
 
     # -- writing -------------------------------------------------------------------------------
     def encode_samples(self, batch: SampleBatch) -> tuple[str, Any]:

@@ -186,3 +186,51 @@ def test_submit_before_start_is_an_error(tmp_path: Path) -> None:
     w = HistorianWriter(ScriptedStore(), config(tmp_path))
     with pytest.raises(RuntimeError, match="before start"):
         w.submit(seq_batch(0, 1))
+
+
+async def test_health_signals_are_stored_in_the_historian(tmp_path: Path) -> None:
+    cfg = config(tmp_path, health_interval_s=0.05, spool={"fsync_interval_ms": 20})
+    store = SQLiteStore(tmp_path / "h.db")
+    w = HistorianWriter(store, cfg, health_asset="s/_system/shopfloor/historian-writer")
+    await w.start()
+    w.submit(seq_batch(0, 10))
+    await asyncio.sleep(0.3)
+    assert await w.flush(10)
+    await w.stop()
+    latest = {
+        s.signal: s.value
+        for s in await SQLiteStore(tmp_path / "h.db").latest("s/_system/shopfloor/historian-writer")
+    }
+    assert {
+        "produced",
+        "written",
+        "pending",
+        "spooled",
+        "replayed",
+        "quarantined",
+        "dropped",
+        "online",
+    } <= set(latest)
+    assert latest["written"] >= 10 and latest["online"] == 1.0
+
+
+async def test_writer_starts_on_a_torn_spool_and_replays_the_intact_records(tmp_path: Path) -> None:
+    store = ScriptedStore()
+    store.down = True
+    cfg = config(tmp_path)
+    w = HistorianWriter(store, cfg)
+    await w.start()
+    for i in range(10):
+        w.submit(seq_batch(i * 100, 100))
+    await w.stop(timeout_s=0.1)
+    segment = max((tmp_path / "spool").glob("*.seg"))
+    with open(segment, "ab") as f:
+        f.write(b"\x50\x53\x46\x53" + b"\x00" * 13)  # a crash in the middle of the next record
+    store.down = False
+    w2 = HistorianWriter(store, cfg)
+    await w2.start()
+    s = w2.stats()
+    assert s.recovered == 1000 and s.torn_bytes == 17
+    assert await w2.flush(10)
+    assert list(store.rows.values()) == [float(v) for v in range(1000)]
+    await w2.stop()
