@@ -1,4 +1,8 @@
 """The virtual plant: simulated equipment served over real OPC UA and Modbus TCP.
 
-Filled in by the simulator issue; the package exists so the layout is fixed.
+One vectorised model (``plant.Plant``) feeds the offline generator and both protocol servers.
 """
+
+from plant_simulator.plant import Plant, PlantBlock, default_plant
+
+__all__ = ["Plant", "PlantBlock", "default_plant"]

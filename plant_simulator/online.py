@@ -1,0 +1,69 @@
+"""Online stepping: the shared model advanced by the simulator clock and published to the servers.
+
+Both protocol servers receive the same snapshot (one model step) at every tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from plant_simulator.clock import BLOCK_STEPS, NS, SimClock
+from plant_simulator.plant import Plant
+
+log = logging.getLogger("plant_simulator.online")
+
+Column = dict[str, tuple[np.ndarray, np.ndarray]]  # asset -> (values, status) in spec order
+
+
+class Sink(Protocol):
+    async def publish(self, step: int, ts_ns: int, column: Column) -> None: ...
+
+
+class OnlinePlant:
+    """Serves model steps on demand; blocks are computed in a worker thread, in order, once."""
+
+    def __init__(self, plant: Plant) -> None:
+        self.plant = plant
+        self._lock = asyncio.Lock()
+
+    async def column(self, step: int) -> Column:
+        k, j = divmod(step, BLOCK_STEPS)
+        async with self._lock:
+            if self.plant.next_block <= k:
+                await asyncio.to_thread(self.plant.block, k)
+            blk = self.plant.block(k)
+        return {p: (blk.values[p][:, j], blk.status[p][:, j]) for p in blk.values}
+
+    def ts_ns(self, step: int) -> int:
+        return self.plant.start_ns + step * NS
+
+
+class Publisher:
+    """Every ``tick_s`` of wall time, publish the current simulated step to every sink."""
+
+    def __init__(self, online: OnlinePlant, clock: SimClock, sinks: list[Sink], tick_s: float = 0.5) -> None:
+        self.online, self.clock, self.sinks, self.tick_s = online, clock, sinks, tick_s
+        self.last_step = -1
+        self.published = 0
+
+    async def publish_step(self, step: int) -> None:
+        col = await self.online.column(step)
+        ts = self.online.ts_ns(step)
+        for s in self.sinks:
+            await s.publish(step, ts, col)
+        self.last_step = step
+        self.published += 1
+
+    async def run(self) -> None:
+        while True:
+            step = self.clock.step_now()
+            if step != self.last_step:
+                try:
+                    await self.publish_step(step)
+                except Exception:  # keep serving; a failing sink must not stop the clock
+                    log.exception("publishing step %d failed", step)
+            await asyncio.sleep(self.tick_s)

@@ -1,0 +1,159 @@
+"""An asyncua client browses the simulator's address space, reads, subscribes and sees sensor-fault status."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from asyncua import Client, ua
+
+from plant_simulator.clock import SimClock
+from plant_simulator.online import OnlinePlant, Publisher
+from plant_simulator.opcua_server import NAMESPACE_URI, OpcUaSecurity, SimOpcUaServer
+from plant_simulator.plant import Plant, default_plant
+from plant_simulator.sensor_faults import SensorFault
+
+CNC = "qijiang/machining/gearbox-line/cnc-1"
+MILL = "qijiang/copper/hot-rolling/mill-1"
+STEP = 2000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_plant() -> Plant:
+    plant = default_plant(seed=5)
+    plant.inject_sensor_fault(CNC, SensorFault("dropout", "spindle_temp", STEP - 5, STEP + 50))
+    plant.inject_sensor_fault(CNC, SensorFault("stuck", "coolant_temp", STEP - 500, STEP + 50))
+    return plant
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Plant, SimOpcUaServer, Publisher]]:
+    plant = make_plant()
+    srv = SimOpcUaServer({p: plant.signals(p) for p in plant.assets}, "127.0.0.1", free_port())
+    await srv.start()
+    pub = Publisher(OnlinePlant(plant), SimClock(plant.start_ns, 1.0), [srv])
+    try:
+        await pub.publish_step(STEP)
+        yield plant, srv, pub
+    finally:
+        await srv.stop()
+
+
+async def test_browse_read_and_units(served) -> None:
+    plant, srv, _ = served
+    async with Client(srv.endpoint, timeout=10) as c:
+        ns = await c.get_namespace_index(NAMESPACE_URI)
+        site = await c.nodes.objects.get_child([f"{ns}:qijiang"])
+        areas = {(await n.read_browse_name()).Name for n in await site.get_children()}
+        assert areas == {"machining", "copper", "aluminium"}
+        mill = await site.get_child([f"{ns}:copper", f"{ns}:hot-rolling", f"{ns}:mill-1"])
+        names = {(await n.read_browse_name()).Name for n in await mill.get_children()}
+        assert {s.name for s in plant.signals(MILL)} <= names
+        force = await mill.get_child([f"{ns}:roll_force"])
+        dv = await force.read_data_value()
+        i = plant.signal_index(MILL, "roll_force")
+        assert dv.Value.Value == pytest.approx(plant.block(0).values[MILL][i, STEP])
+        assert dv.SourceTimestamp == datetime.fromtimestamp(plant.start_ns // 10**9 + STEP, UTC)
+        eu = await (await force.get_child(["0:EngineeringUnits"])).read_value()
+        rng = await (await force.get_child(["0:EURange"])).read_value()
+        assert eu.DisplayName.Text == "kN" and eu.UnitId == 4338743  # UNECE B47
+        assert (rng.Low, rng.High) == (0.0, 6000.0)
+
+
+async def test_sensor_faults_give_bad_and_uncertain_status(served) -> None:
+    _, srv, _ = served
+    async with Client(srv.endpoint, timeout=10) as c:
+        ns = await c.get_namespace_index(NAMESPACE_URI)
+        bad = await c.get_node(ua.NodeId(f"{CNC}/spindle_temp", ns)).read_data_value(
+            raise_on_bad_status=False
+        )
+        unc = await c.get_node(ua.NodeId(f"{CNC}/coolant_temp", ns)).read_data_value(
+            raise_on_bad_status=False
+        )
+        good = await c.get_node(ua.NodeId(f"{CNC}/spindle_load", ns)).read_data_value()
+        assert bad.StatusCode.value == ua.StatusCodes.BadSensorFailure
+        assert unc.StatusCode.value == ua.StatusCodes.UncertainLastUsableValue
+        assert good.StatusCode.is_good()
+
+
+async def test_subscription_receives_new_simulated_values(served) -> None:
+    plant, srv, pub = served
+    got: asyncio.Queue = asyncio.Queue()
+
+    class Handler:
+        def datachange_notification(self, node, val, data) -> None:
+            got.put_nowait(data.monitored_item.Value)
+
+    async with Client(srv.endpoint, timeout=10) as c:
+        ns = await c.get_namespace_index(NAMESPACE_URI)
+        node = c.get_node(ua.NodeId(f"{CNC}/energy", ns))
+        sub = await c.create_subscription(50, Handler())
+        await sub.subscribe_data_change(node)
+        first = await asyncio.wait_for(got.get(), 10)
+        await pub.publish_step(STEP + 60)
+        second = await asyncio.wait_for(got.get(), 10)
+        while second.SourceTimestamp == first.SourceTimestamp:
+            second = await asyncio.wait_for(got.get(), 10)
+        assert (second.SourceTimestamp - first.SourceTimestamp).total_seconds() == 60
+        i = plant.signal_index(CNC, "energy")
+        assert second.Value.Value == pytest.approx(plant.block(0).values[CNC][i, STEP + 60])
+        await sub.delete()
+
+
+async def test_secured_server_refuses_none_and_accepts_user_with_encryption(tmp_path: Path) -> None:
+    plant = make_plant()
+    sec = OpcUaSecurity(("SignAndEncrypt",), tmp_path / "pki", "operator", "s3cret-pw")
+    srv = SimOpcUaServer({CNC: plant.signals(CNC)}, "127.0.0.1", free_port(), sec)
+    await srv.start()
+    try:
+        eps = await Client(srv.endpoint, timeout=10).connect_and_get_server_endpoints()
+        assert {e.SecurityPolicyUri.rsplit("#", 1)[-1] for e in eps} == {"Basic256Sha256"}
+        plain = Client(srv.endpoint, timeout=5)
+        plain.set_user("operator")
+        plain.set_password("s3cret-pw")
+        with pytest.raises(Exception):  # noqa: B017  (no None endpoint: refused)
+            await plain.connect()
+        await plain.disconnect()
+        from asyncua.crypto.cert_gen import setup_self_signed_certificate
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        ck, cc = tmp_path / "client-key.pem", tmp_path / "client-cert.der"
+        await setup_self_signed_certificate(
+            ck,
+            cc,
+            "urn:shopfloor:test-client",
+            "localhost",
+            [ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"commonName": "test-client"},
+        )
+        wrong = Client(srv.endpoint, timeout=5)
+        wrong.application_uri = "urn:shopfloor:test-client"
+        await wrong.set_security_string(
+            f"Basic256Sha256,SignAndEncrypt,{cc},{ck},{tmp_path / 'pki' / 'server-cert.der'}"
+        )
+        wrong.set_user("operator")
+        wrong.set_password("wrong")
+        with pytest.raises(Exception):  # noqa: B017
+            await wrong.connect()
+        await wrong.disconnect()
+        good = Client(srv.endpoint, timeout=5)
+        good.application_uri = "urn:shopfloor:test-client"
+        await good.set_security_string(
+            f"Basic256Sha256,SignAndEncrypt,{cc},{ck},{tmp_path / 'pki' / 'server-cert.der'}"
+        )
+        good.set_user("operator")
+        good.set_password("s3cret-pw")
+        async with good:
+            ns = await good.get_namespace_index(NAMESPACE_URI)
+            assert await good.get_node(ua.NodeId(f"{CNC}/state", ns)).read_browse_name()
+    finally:
+        await srv.stop()
