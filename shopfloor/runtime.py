@@ -1,6 +1,7 @@
 """The runtime that wires subsystems together in one process: today the demo pipeline.
 
-``run_demo`` feeds the historian writer from the virtual plant model and prints its counters.
+``run_demo`` feeds the historian writer from the virtual plant's model and prints its counters;
+the connectors take the model's place once they exist (issue: connectors).
 """
 
 from __future__ import annotations
@@ -55,6 +56,52 @@ def synthetic_source(cfg: PlantConfig, step_ns: int = 1_000_000_000, seed: int =
     return produce
 
 
+def simulator_source(cfg: PlantConfig, seed: int = 0, start_ns: int | None = None) -> Source | None:
+    """Samples from the virtual plant's model for the config's assets (None if it knows none)."""
+    from plant_simulator.clock import BLOCK_STEPS
+    from plant_simulator.codes import QUALITY_OF_STATUS
+    from plant_simulator.from_config import assets_from_config
+    from plant_simulator.plant import Plant
+
+    models = assets_from_config(cfg)
+    if not models:
+        return None
+    start = now_ns() if start_ns is None else start_ns
+    plant = Plant(models, seed=seed, start_ns=start, site=cfg.site, name=cfg.name)
+    paths = list(plant.assets)
+    keys = [(p, s.name) for p in paths for s in plant.signals(p)]
+    n_sig = len(keys)
+    quality_lut = np.array(QUALITY_OF_STATUS, dtype=np.uint8)
+    step_ns = 1_000_000_000
+
+    def produce(start_ns: int, end_ns: int) -> SampleBatch:
+        first = max(0, -(-(start_ns - start) // step_ns))  # steps with start <= ts < end
+        last = max(first, -(-(end_ns - start) // step_ns))
+        parts = []
+        for k in range(first // BLOCK_STEPS, -(-last // BLOCK_STEPS)):
+            block = plant.block(k)
+            a = max(first, k * BLOCK_STEPS) - k * BLOCK_STEPS
+            b = min(last, (k + 1) * BLOCK_STEPS) - k * BLOCK_STEPS
+            if b <= a:
+                continue
+            values = np.vstack([block.values[p][:, a:b] for p in paths])  # (signals, steps)
+            status = np.vstack([block.status[p][:, a:b] for p in paths])
+            n = b - a
+            ts = block.ts_ns()[a:b]
+            parts.append(
+                SampleBatch.from_columns(
+                    keys,
+                    np.tile(np.arange(n_sig, dtype=np.uint32), n),
+                    np.repeat(ts, n_sig),
+                    values.T.ravel(),
+                    quality_lut[status.T.ravel()],
+                )
+            )
+        return SampleBatch.concat(parts)
+
+    return produce
+
+
 async def run_demo(cfg: PlantConfig, duration_s: float = 0, speed: float = 60.0) -> int:
     """Run until Ctrl-C (or ``duration_s``): plant model → historian writer → store."""
     store = open_store(cfg.historian)
@@ -62,7 +109,14 @@ async def run_demo(cfg: PlantConfig, duration_s: float = 0, speed: float = 60.0)
         store, cfg.historian, health_asset=f"{cfg.site}/_system/shopfloor/historian-writer"
     )
     await writer.start()
-    source = synthetic_source(cfg)
+    sim_start = now_ns()
+    source = simulator_source(cfg, start_ns=sim_start)
+    model = "virtual plant model"
+    if source is None:
+        source, model = (
+            synthetic_source(cfg),
+            "synthetic signals (the simulator knows none of these asset kinds)",
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,14 +125,15 @@ async def run_demo(cfg: PlantConfig, duration_s: float = 0, speed: float = 60.0)
     url = getattr(store, "url", None)
     where = url.redacted() if url is not None else getattr(store, "path", store.name)
     print(f"Shopfloor demo: plant {cfg.name or cfg.site}, {len(cfg.assets)} assets, historian {where}")
-    print(f"Simulated time runs {speed:g}x; Ctrl-C stops. Spool: {Path(cfg.historian.spool.dir).resolve()}")
-    sim_ns = now_ns() - int(86_400e9)  # replay the last day fast, then follow real time
+    print(f"Data: {model}; simulated time starts now and runs {speed:g}x (source timestamps run ahead).")
+    print(f"Ctrl-C stops. Spool: {Path(cfg.historian.spool.dir).resolve()}")
+    sim_ns = sim_start
     started = loop.time()
     last_report = started
     try:
         while not stop.is_set():
             tick = loop.time()
-            nxt = min(sim_ns + int(speed * 1e9), now_ns())
+            nxt = sim_ns + int(speed * 1e9)
             writer.submit(source(sim_ns, nxt))
             sim_ns = nxt
             if tick - last_report >= 5:
