@@ -144,7 +144,9 @@ def cmd_historian(args: argparse.Namespace) -> int:
                 for s in await store.latest(args.asset):
                     print(f"{s.asset}\t{s.signal}\t{s.value:g}\t{s.quality.name}\t{s.ts_ns}")
             else:
-                end = now_ns()
+                # the window ends at the series' newest sample (a simulator's clock may run ahead)
+                newest = [x.ts_ns for x in await store.latest(args.asset) if x.signal == args.signal]
+                end = newest[0] + 1 if newest else now_ns()
                 start = end - int(args.minutes * 60e9)
                 every = int(args.every * 1e9)
                 frame = await store.query_agg(args.asset, args.signal, start, end, every, args.fn)
@@ -209,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--asset")
     hist.add_argument("--signal")
     hist.add_argument("--fn", default="mean", choices=["mean", "min", "max", "last", "count"])
-    hist.add_argument("--minutes", type=float, default=60.0, help="query: how far back")
+    hist.add_argument("--minutes", type=float, default=60.0, help="query: how far back from the newest sample")
     hist.add_argument("--every", type=float, default=60.0, help="query: bucket width in seconds")
     hist.set_defaults(func=cmd_historian)
     return p
