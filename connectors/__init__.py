@@ -1,4 +1,17 @@
-"""Connectors: OPC UA and Modbus drivers and the plugin API that stream equipment data in.
+"""Connectors: the drivers that read equipment (OPC UA, Modbus TCP, plugins) into SampleBatches.
 
-Filled in by the connectors issue; the package exists so the layout is fixed.
+``connectors.base`` is the small API every connector implements, built-in or third-party.
 """
+
+from connectors.base import API_VERSION, Connector, ConnectorSpec, Sink, SourceContext
+from connectors.health import HealthTracker, SourceHealth
+
+__all__ = [
+    "API_VERSION",
+    "Connector",
+    "ConnectorSpec",
+    "HealthTracker",
+    "Sink",
+    "SourceContext",
+    "SourceHealth",
+]

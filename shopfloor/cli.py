@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--asset")
     hist.add_argument("--signal")
     hist.add_argument("--fn", default="mean", choices=["mean", "min", "max", "last", "count"])
-    hist.add_argument("--minutes", type=float, default=60.0, help="query: how far back from the newest sample")
+    hist.add_argument(
+        "--minutes", type=float, default=60.0, help="query: how far back from the newest sample"
+    )
     hist.add_argument("--every", type=float, default=60.0, help="query: bucket width in seconds")
     hist.set_defaults(func=cmd_historian)
     return p

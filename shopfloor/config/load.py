@@ -19,9 +19,19 @@ from shopfloor.config.yaml_source import LocatedDocument, load_yaml, parse_yaml
 SECRET_KEYS = ("password", "token")
 
 
-def load_plant_config(path: str | Path) -> PlantConfig:
-    """Read and validate ``path``; raise :class:`ConfigError` listing every problem."""
-    return validate_document(load_yaml(path))
+def load_plant_config(path: str | Path, check_sources: bool = False) -> PlantConfig:
+    """Read and validate ``path``; raise :class:`ConfigError` listing every problem.
+
+    With ``check_sources`` the connector plugins named by enabled sources are loaded and their
+    settings and tags validated too (``shopfloor config validate`` and ``acquire`` do this).
+    """
+    doc = load_yaml(path)
+    cfg = validate_document(doc)
+    if check_sources:
+        from shopfloor.config.sources import validate_sources
+
+        validate_sources(cfg, doc)
+    return cfg
 
 
 def parse_plant_config(text: str, file: str = "<string>") -> PlantConfig:

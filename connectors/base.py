@@ -1,0 +1,104 @@
+"""The connector API: what a driver declares (ConnectorSpec), receives (SourceContext) and does.
+
+A connector validates nothing itself: its settings and tag models are checked before it starts.
+It calls ``sink.emit(batch)`` (never blocks) from ``start()`` until ``stop()`` has drained.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from connectors.health import HealthTracker, SourceHealth
+from shopfloor.batch import SampleBatch
+from shopfloor.model import Event, Signal
+
+API_VERSION = 1
+
+
+class TagBase(BaseModel):
+    """Every tag names the asset and signal it feeds; connectors add their address keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    asset: str
+    signal: str
+
+
+class SettingsBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+S = TypeVar("S", bound=BaseModel)
+T = TypeVar("T", bound=TagBase)
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """What a connector is: its name in config, its config models and the API it was built for."""
+
+    name: str
+    settings_model: type[BaseModel]
+    tag_model: type[TagBase]
+    api_version: int = API_VERSION
+    description: str = ""
+
+
+class Sink(Protocol):
+    """Where a connector hands its data. Both calls return at once; neither ever blocks."""
+
+    def emit(self, batch: SampleBatch) -> None: ...
+
+    def emit_events(self, events: Sequence[Event]) -> None: ...
+
+
+@dataclass
+class SourceContext(Generic[S, T]):
+    """Everything a connector instance gets: its validated config and a place to keep state."""
+
+    name: str
+    settings: S
+    tags: list[T]
+    signals: dict[tuple[str, str], Signal] = field(default_factory=dict)  # (asset, signal) -> Signal
+    state_dir: Path = Path("var/state")  # per-source files (certificates, cursors); created on demand
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("shopfloor.source"))
+
+    def source_dir(self) -> Path:
+        path = self.state_dir / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class Connector(ABC, Generic[S, T]):
+    """Base class of every connector (built-in or plugin).
+
+    Life cycle: ``__init__(ctx)`` (no I/O) → ``await start(sink)`` → ... → ``await stop()``.
+    ``start`` returns once acquisition is running (background tasks are the connector's own) and
+    must not raise because a device is unreachable: it reports that in ``health()`` and retries.
+    ``stop`` returns only after every batch read so far was emitted; it is idempotent.
+    """
+
+    spec: ClassVar[ConnectorSpec]
+
+    def __init__(self, ctx: SourceContext[S, T]) -> None:
+        self.ctx = ctx
+        self.tracker = HealthTracker(ctx.name, ctx.log)
+
+    @abstractmethod
+    async def start(self, sink: Sink) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    def health(self) -> SourceHealth:
+        return self.tracker.snapshot()
+
+    def describe(self) -> dict[str, Any]:
+        """Free-form details for ``shopfloor acquire --status`` (optional)."""
+        return {}

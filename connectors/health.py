@@ -1,0 +1,119 @@
+"""Per-source health: connected, last good read, rates, errors by kind, reconnects, data age.
+
+The tracker logs transitions (connected → lost → recovered) once, never every failed retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from shopfloor.model import now_ns
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    source: str
+    connected: bool
+    state: str  # starting | connected | disconnected | stopped | failed
+    last_good_ns: int | None  # wall time of the last good read
+    last_source_ts_ns: int | None  # newest source timestamp seen
+    samples: int
+    samples_per_s: float  # over the last rate window
+    errors: dict[str, int] = field(default_factory=dict)
+    reconnects: int = 0
+    last_error: str = ""
+    gaps: int = 0  # recorded gaps (reconnects after data loss windows)
+
+    @property
+    def data_age_s(self) -> float | None:
+        """Seconds since the last good read (wall clock)."""
+        return None if self.last_good_ns is None else (now_ns() - self.last_good_ns) / 1e9
+
+
+class HealthTracker:
+    """Mutable counters a connector updates; ``snapshot()`` gives an immutable SourceHealth."""
+
+    RATE_WINDOW_S = 10.0
+
+    def __init__(self, source: str, log: logging.Logger | None = None) -> None:
+        self.source = source
+        self.log = log or logging.getLogger("shopfloor.source")
+        self.state = "starting"
+        self.connected = False
+        self.last_good_ns: int | None = None
+        self.last_source_ts_ns: int | None = None
+        self.samples = 0
+        self.errors: dict[str, int] = {}
+        self.reconnects = 0
+        self.gaps = 0
+        self.last_error = ""
+        self._rate_t0 = time.monotonic()
+        self._rate_n0 = 0
+        self._rate = 0.0
+        self._ever_connected = False
+
+    def on_connected(self) -> None:
+        if not self.connected:
+            if self._ever_connected:
+                self.reconnects += 1
+                self.log.warning("source %s: connection restored", self.source)
+            else:
+                self.log.info("source %s: connected", self.source)
+            self._ever_connected = True
+        self.connected = True
+        self.state = "connected"
+
+    def on_disconnected(self, kind: str, message: str) -> None:
+        """Count the error; log only when the state changes (no log flood while retrying)."""
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.last_error = f"{kind}: {message}"
+        if self.connected or self.state == "starting":
+            self.log.error(
+                "source %s: unavailable (%s: %s); retrying with backoff", self.source, kind, message
+            )
+        self.connected = False
+        self.state = "disconnected"
+
+    def on_error(self, kind: str, message: str) -> None:
+        """A failed read that does not drop the connection (e.g. one Modbus exception)."""
+        first = kind not in self.errors
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.last_error = f"{kind}: {message}"
+        if first:
+            self.log.warning("source %s: %s: %s (counted; logged once per kind)", self.source, kind, message)
+
+    def on_samples(self, n: int, newest_source_ts_ns: int | None = None) -> None:
+        self.samples += n
+        self.last_good_ns = now_ns()
+        if newest_source_ts_ns is not None:
+            self.last_source_ts_ns = max(self.last_source_ts_ns or newest_source_ts_ns, newest_source_ts_ns)
+
+    def on_gap(self) -> None:
+        self.gaps += 1
+
+    def on_stopped(self) -> None:
+        self.connected = False
+        self.state = "stopped"
+
+    def snapshot(self) -> SourceHealth:
+        now = time.monotonic()
+        if now - self._rate_t0 >= self.RATE_WINDOW_S or self._rate == 0.0:
+            dt = now - self._rate_t0
+            if dt > 0.5:
+                self._rate = (self.samples - self._rate_n0) / dt
+                self._rate_t0, self._rate_n0 = now, self.samples
+        return SourceHealth(
+            source=self.source,
+            connected=self.connected,
+            state=self.state,
+            last_good_ns=self.last_good_ns,
+            last_source_ts_ns=self.last_source_ts_ns,
+            samples=self.samples,
+            samples_per_s=self._rate,
+            errors=dict(self.errors),
+            reconnects=self.reconnects,
+            last_error=self.last_error,
+            gaps=self.gaps,
+        )
