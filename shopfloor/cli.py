@@ -36,7 +36,7 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for file in args.files:
         try:
-            cfg = load_plant_config(file)
+            cfg = load_plant_config(file, check_sources=not args.no_sources)
         except ConfigError as exc:
             print(str(exc), file=sys.stderr)
             print(f"{file}: {len(exc.issues)} error(s)", file=sys.stderr)
@@ -58,6 +58,39 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- acquisition and connectors ----------------------------------------------------------------
+def cmd_acquire(args: argparse.Namespace) -> int:
+    from shopfloor.acquire import run_acquire
+
+    try:
+        return asyncio.run(
+            run_acquire(args.config, status_every_s=args.status_every, duration_s=args.duration)
+        )
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def cmd_connectors_list(args: argparse.Namespace) -> int:
+    from shopfloor.plugins import PluginError, available, load
+
+    infos = available()
+    if not infos:
+        print("no connectors installed (entry-point group shopfloor.connectors)")
+        return EXIT_OK
+    status = EXIT_OK
+    print(f"{'name':<12} {'distribution':<28} {'version':<10} {'api':<4} target")
+    for info in infos:
+        try:
+            api, problem = str(load(info.name).spec.api_version), ""
+        except PluginError as exc:
+            api, problem, status = "-", str(exc), EXIT_FAIL
+        print(f"{info.name:<12} {info.distribution:<28} {info.version:<10} {api:<4} {info.target}")
+        if problem:
+            print(f"{'':<12} ! {problem}")
+    return status
+
+
 # -- demo / simulate -----------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from shopfloor.runtime import run_demo
@@ -71,6 +104,14 @@ def _simulator() -> object | None:
     except ImportError:
         return None
     return sim_cli if hasattr(sim_cli, "add_arguments") else None
+
+
+def _opcua_browse() -> object | None:
+    try:
+        from connectors.opcua import browse
+    except ImportError:
+        return None
+    return browse if hasattr(browse, "add_arguments") else None
 
 
 # -- spool and quarantine ------------------------------------------------------------------------
@@ -174,9 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
     v = cfg_sub.add_parser("validate", help="validate plant config files; errors name file:line:column key")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(func=cmd_config_validate)
+    v.add_argument(
+        "--no-sources", action="store_true", help="skip loading connectors to check source settings/tags"
+    )
     s = cfg_sub.add_parser("schema", help="print the plant config JSON Schema (for editors)")
     s.add_argument("-o", "--output", help="write to this file instead of stdout")
     s.set_defaults(func=cmd_config_schema)
+
+    acq = sub.add_parser(
+        "acquire", help="read every enabled source and stream into the historian until stopped"
+    )
+    acq.add_argument("--config", required=True)
+    acq.add_argument("--status-every", type=float, default=10.0, help="seconds between status log lines")
+    acq.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (0 = until signal)"
+    )
+    acq.set_defaults(func=cmd_acquire)
+
+    con = sub.add_parser("connectors", help="installed connector plugins")
+    con_sub = con.add_subparsers(dest="connectors_command", metavar="ACTION", required=True)
+    cl = con_sub.add_parser("list", help="name -> distribution -> version -> API version")
+    cl.set_defaults(func=cmd_connectors_list)
+
+    browse = _opcua_browse()
+    if browse is not None:
+        op = sub.add_parser("opcua", help="OPC UA tools")
+        op_sub = op.add_subparsers(dest="opcua_command", metavar="ACTION", required=True)
+        ob = op_sub.add_parser("browse", help="print a server's address space and a ready config snippet")
+        browse.add_arguments(ob)  # type: ignore[attr-defined]
+        ob.set_defaults(func=browse.run)  # type: ignore[attr-defined]
 
     demo = sub.add_parser("demo", help="run the demo plant end to end on the embedded store")
     demo.add_argument("--config", default="examples/qijiang-plant.yaml")
