@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -39,15 +39,25 @@ S = TypeVar("S", bound=BaseModel)
 T = TypeVar("T", bound=TagBase)
 
 
+Loc = tuple[int | str, ...]
+CrossCheck = Callable[[Any, Sequence[Any]], list[tuple[Loc, str]]]
+
+
 @dataclass(frozen=True)
 class ConnectorSpec:
-    """What a connector is: its name in config, its config models and the API it was built for."""
+    """What a connector is: its name in config, its config models and the API it was built for.
+
+    ``check(settings, tags)`` is optional: cross-field rules (a tag naming a group the settings do
+    not define, …) returned as (location within the source, message), e.g. (("tags", 3, "group"),
+    "…"), so config validation reports them at file:line like any other error.
+    """
 
     name: str
     settings_model: type[BaseModel]
     tag_model: type[TagBase]
     api_version: int = API_VERSION
     description: str = ""
+    check: CrossCheck | None = None
 
 
 class Sink(Protocol):

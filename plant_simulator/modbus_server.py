@@ -6,10 +6,13 @@ Registers are refreshed from the model at every tick; every client write is logg
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simutils import SimUtils
@@ -42,6 +45,11 @@ class WriteRecord:
     accepted: bool
 
 
+#: a fault hook: (unit id, function code, address, count) -> exception code to answer, or None;
+#: it may sleep to delay the answer (see plant_simulator/faults.py)
+FaultHook = Callable[[int, int, int, int], Awaitable[ExcCodes | None]]
+
+
 class SimModbusServer:
     """Serves the register map; ``publish`` refreshes it, reads always see one consistent snapshot."""
 
@@ -56,7 +64,9 @@ class SimModbusServer:
         self.writes: list[WriteRecord] = []
         self.reads = 0
         self.last_step = -1
-        devices = [
+        self.function_codes: Counter[int] = Counter()  # every request PDU received, by function code
+        self.fault: FaultHook | None = None
+        self._devices = [
             SimDevice(
                 m.unit_id,
                 simdata=(
@@ -69,14 +79,31 @@ class SimModbusServer:
             )
             for m in maps
         ]
-        self.server = ModbusTcpServer(devices, address=(host, port))
+        self.server = self._new_server()
+
+    def _new_server(self) -> ModbusTcpServer:
+        return ModbusTcpServer(self._devices, address=(self.host, self.port), trace_pdu=self._trace_pdu)
+
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending:
+            self.function_codes[pdu.function_code] += 1
+        return pdu
 
     async def start(self) -> None:
+        if self.server.transport is not None or self.server.serving.done():
+            self.server = self._new_server()  # a stopped pymodbus server cannot listen again
         await self.server.serve_forever(background=True)
         log.info("Modbus TCP server on %s:%d, units 1..%d", self.host, self.port, len(self.maps))
 
     async def stop(self) -> None:
         await self.server.shutdown()
+
+    def drop_connections(self) -> int:
+        """Close every client connection (the listener stays up); returns how many were closed."""
+        conns = list(self.server.active_connections.values())
+        for c in conns:
+            c.close()
+        return len(conns)
 
     async def publish(self, step: int, ts_ns: int, column: Column) -> None:
         for uid, m in self.maps.items():
@@ -95,6 +122,10 @@ class SimModbusServer:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         table = _TABLE.get(fc, "?")
+        if self.fault is not None and set_values is None:
+            exc = await self.fault(unit, fc, address, count)
+            if exc is not None:
+                return exc
         if set_values is not None and fc in (5, 6, 15, 16, 22, 23):
             vals = tuple(int(v) for v in set_values)
             ok = table == "holding" and address == COMMAND_REGISTER and count == 1

@@ -36,6 +36,7 @@ def validate_sources(cfg: PlantConfig, doc: LocatedDocument) -> dict[str, tuple[
             issues += issues_from_validation(exc, doc, spec.settings_model, ("sources", i, "settings"))
             settings = None
         tags = []
+        tag_index: list[int] = []  # position in the file of each validated tag
         for j, raw in enumerate(src.tags):
             try:
                 tag = spec.tag_model.model_validate(raw)
@@ -53,6 +54,12 @@ def validate_sources(cfg: PlantConfig, doc: LocatedDocument) -> dict[str, tuple[
                 )
                 continue
             tags.append(tag)
+            tag_index.append(j)
+        if settings is not None and spec.check is not None:
+            for loc, message in spec.check(settings, tags):
+                if len(loc) >= 2 and loc[0] == "tags" and isinstance(loc[1], int):
+                    loc = ("tags", tag_index[loc[1]], *loc[2:])
+                issues.append(issue_at(doc, ("sources", i, *loc), message))
         if settings is not None:
             out[src.name] = (cls, settings, tags)
     if issues:
