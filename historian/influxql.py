@@ -59,7 +59,9 @@ def agg_query(
 
 def latest_query(asset: str | None) -> str:
     source = ident(asset) if asset else "/^[^_]/"
-    return f'SELECT last("value") AS "value", "quality" FROM {source} GROUP BY "signal"'
+    # The selector is on quality, which every point has: a newest point without a value (NaN, Bad)
+    # must come back as such, not be skipped in favour of an older good value.
+    return f'SELECT last("quality") AS "quality", "value" FROM {source} GROUP BY "signal"'
 
 
 def events_query(start_ns: int, end_ns: int, asset: str | None, kind: EventKind | None) -> str:
@@ -114,7 +116,7 @@ def samples_from_latest(series: list[dict[str, Any]]) -> list[Sample]:
     for s in series:
         asset = s["name"]
         signal = s.get("tags", {}).get("signal", "")
-        for ts, value, quality in s.get("values", []):
+        for ts, quality, value in s.get("values", []):
             q = Quality(int(quality)) if quality is not None else Quality.BAD
             out.append(Sample(asset, signal, float("nan") if value is None else float(value), int(ts), q))
     out.sort(key=lambda x: (x.asset, x.signal))

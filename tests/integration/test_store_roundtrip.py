@@ -92,6 +92,13 @@ async def test_aggregates_equal_numpy(store: Store, fn: str) -> None:
     assert with_bad.value.sum() == ((batch.series == 0) & (batch.ts >= start) & (batch.ts < end)).sum()
 
 
+async def test_latest_reports_a_newest_bad_sample_not_an_older_good_one(store: Store) -> None:
+    batch = SampleBatch.from_columns([("s/a/l/m", "t")], [0, 0], [T0, T0 + 5], [42.0, np.nan], [0, 2])
+    await store.write_samples(batch)
+    (s,) = await store.latest("s/a/l/m")
+    assert s.ts_ns == T0 + 5 and s.quality == Quality.BAD and np.isnan(s.value)
+
+
 async def test_nan_values_keep_their_bad_quality(store: Store) -> None:
     batch = SampleBatch.from_columns(
         [("s/a/l/m", "t")], [0, 0, 0], [T0, T0 + 1, T0 + 2], [1.0, np.nan, 3.0], [0, 2, 0]
