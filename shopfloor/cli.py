@@ -95,7 +95,11 @@ def cmd_connectors_list(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from shopfloor.runtime import run_demo
 
-    return asyncio.run(run_demo(_load(args.config), duration_s=args.duration, speed=args.speed))
+    try:
+        return asyncio.run(run_demo(args.config, duration_s=args.duration, speed=args.speed))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _simulator() -> object | None:

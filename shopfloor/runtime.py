@@ -1,17 +1,19 @@
-"""The runtime that wires subsystems together in one process: today the demo pipeline.
+"""The runtime that wires subsystems together in one process: the demo pipeline.
 
-``run_demo`` feeds the historian writer from the virtual plant's model and prints its counters;
-the connectors take the model's place once they exist (issue: connectors).
+``run_demo`` serves the virtual plant over OPC UA/Modbus, reads it through the connectors and
+stores it through the historian writer, printing the counters as it goes.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -102,21 +104,36 @@ def simulator_source(cfg: PlantConfig, seed: int = 0, start_ns: int | None = Non
     return produce
 
 
-async def run_demo(cfg: PlantConfig, duration_s: float = 0, speed: float = 60.0) -> int:
-    """Run until Ctrl-C (or ``duration_s``): plant model → historian writer → store."""
+def _endpoint_ports(cfg: PlantConfig) -> tuple[int, int]:
+    """The OPC UA and Modbus ports the config's enabled simulator sources expect (0 = none)."""
+    opcua = modbus = 0
+    for src in cfg.sources:
+        if not src.enabled:
+            continue
+        if src.connector == "opcua":
+            endpoint = str(src.settings.get("endpoint", ""))
+            port = urlsplit(endpoint.replace("opc.tcp://", "http://", 1)).port
+            opcua = port or 4840
+        elif src.connector == "modbus":
+            modbus = int(src.settings.get("port", 502))
+    return opcua, modbus
+
+
+async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float = 60.0) -> int:
+    """The whole pipeline in one process, until Ctrl-C (or ``duration_s``).
+
+    The virtual plant serves OPC UA/Modbus on the ports the config's sources name, the acquisition
+    service reads them through the real connectors, the writer stores into the configured historian.
+    If the config has no enabled sources, the plant model feeds the writer directly instead.
+    """
+    from shopfloor.acquire import Acquisition, load_plant
+
+    cfg, sources = load_plant(config_path)
     store = open_store(cfg.historian)
     writer = HistorianWriter(
         store, cfg.historian, health_asset=f"{cfg.site}/_system/shopfloor/historian-writer"
     )
     await writer.start()
-    sim_start = now_ns()
-    source = simulator_source(cfg, start_ns=sim_start)
-    model = "virtual plant model"
-    if source is None:
-        source, model = (
-            synthetic_source(cfg),
-            "synthetic signals (the simulator knows none of these asset kinds)",
-        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -125,30 +142,69 @@ async def run_demo(cfg: PlantConfig, duration_s: float = 0, speed: float = 60.0)
     url = getattr(store, "url", None)
     where = url.redacted() if url is not None else getattr(store, "path", store.name)
     print(f"Shopfloor demo: plant {cfg.name or cfg.site}, {len(cfg.assets)} assets, historian {where}")
-    print(f"Data: {model}; simulated time starts now and runs {speed:g}x (source timestamps run ahead).")
-    print(f"Ctrl-C stops. Spool: {Path(cfg.historian.spool.dir).resolve()}")
-    sim_ns = sim_start
-    started = loop.time()
-    last_report = started
+
+    sim_task: asyncio.Task[None] | None = None
+    acq: Acquisition | None = None
+    feed: Source | None = None
+    if sources:
+        from plant_simulator import cli as sim_cli
+        from plant_simulator.clock import parse_start
+
+        opcua_port, modbus_port = _endpoint_ports(cfg)
+        parser = argparse.ArgumentParser()
+        sim_cli.add_arguments(parser)
+        sim_args = parser.parse_args(
+            ["--config", str(config_path), "--speed", f"{speed:g}",
+             "--opcua-port", str(opcua_port), "--modbus-port", str(modbus_port)]
+        )  # fmt: skip
+        plant = sim_cli.build_plant(sim_args, parse_start("now"))
+        sim_task = asyncio.create_task(sim_cli.serve(plant, sim_args), name="plant-simulator")
+        await asyncio.sleep(1.0)  # let the servers bind before the connectors dial in
+        if sim_task.done():
+            sim_task.result()  # e.g. a port already in use: show why
+        acq = Acquisition(cfg, sources, writer)
+        await acq.start()
+        print(
+            f"Virtual plant at {speed:g}x: OPC UA on 127.0.0.1:{opcua_port or '-'}, Modbus TCP on "
+            f"127.0.0.1:{modbus_port or '-'}; acquiring from: {', '.join(sources)}"
+        )
+    else:
+        feed = simulator_source(cfg, start_ns=now_ns()) or synthetic_source(cfg)
+        print(f"No enabled sources: the plant model feeds the historian directly at {speed:g}x.")
+    print(f"Ctrl-C stops. Spool: {Path(cfg.historian.spool.dir).resolve()}", flush=True)
+
+    sim_ns = now_ns()
+    started = last_report = loop.time()
     try:
         while not stop.is_set():
             tick = loop.time()
-            nxt = sim_ns + int(speed * 1e9)
-            writer.submit(source(sim_ns, nxt))
-            sim_ns = nxt
+            if feed is not None:
+                nxt = sim_ns + int(speed * 1e9)
+                writer.submit(feed(sim_ns, nxt))
+                sim_ns = nxt
             if tick - last_report >= 5:
                 last_report = tick
                 s = writer.stats()
-                print(
-                    f"produced={s.produced} written={s.written} pending={s.pending} spooled={s.spooled} "
-                    f"dropped={s.dropped_total} quarantined={s.quarantined} state={s.state}",
-                    flush=True,
+                line = (
+                    f"historian: produced={s.produced} written={s.written} pending={s.pending} "
+                    f"spooled={s.spooled} dropped={s.dropped_total} quarantined={s.quarantined} state={s.state}"
                 )
+                if acq is not None:
+                    line += "".join(
+                        f" | {n}: {h.state} {h.samples_per_s:.0f}/s" for n, h in acq.health().items()
+                    )
+                print(line, flush=True)
             if duration_s and tick - started >= duration_s:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, 1.0 - (loop.time() - tick)))
     finally:
+        if acq is not None:
+            await acq.stop()
+        if sim_task is not None:
+            sim_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sim_task
         await writer.flush(10)
         await writer.stop()
         s = writer.stats()
