@@ -129,6 +129,9 @@ async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float 
     from shopfloor.acquire import Acquisition, load_plant
 
     cfg, sources = load_plant(config_path)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # the simulator's demo endpoints are unsecured on purpose; asyncua warns about that at length
+        logging.getLogger("asyncua").setLevel(logging.ERROR)
     store = open_store(cfg.historian)
     writer = HistorianWriter(
         store, cfg.historian, health_asset=f"{cfg.site}/_system/shopfloor/historian-writer"
