@@ -17,8 +17,9 @@ from asyncua import ua
 
 from connectors.base import Connector, ConnectorSpec, Sink, SourceContext
 from connectors.opcua.config import OpcUaSettings, OpcUaTag, check_groups, parse_node_id
-from connectors.opcua.session import EVENT_HANDLE_BASE, Callbacks, EventItem, Item, Supervisor
+from connectors.opcua.items import EVENT_HANDLE_BASE, EventItem, Item
 from connectors.opcua.status_map import override_table, qualities
+from connectors.opcua.supervisor import Callbacks, Supervisor
 from shopfloor.batch import SampleBatch
 from shopfloor.model import ASSET_PATH_RE, Event, EventKind, SeriesKey, now_ns
 
@@ -116,7 +117,7 @@ class OpcUaConnector(Connector[OpcUaSettings, OpcUaTag]):
             "last_restore": dict(sup.last_restore),
             "sessions": sup.sessions,
             "connect_attempts": sup.attempts,
-            "subscriptions": dict(sess.revised) if sess else {},
+            "subscriptions": dict(sess.subscriptions.revised) if sess else {},
             "batches": self.batches,
             "events_received": self.events_received,
             "client_certificate": str(sup.pki.cert),
