@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,11 @@ PLUGIN = ROOT / "examples/plugins/shopfloor-connector-csv"
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """pip-install the plugin (no network: --no-deps, no build isolation) into its own folder."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / PLUGIN.name  # build from a copy: keep the tree clean
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     res = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(PLUGIN)],
+         "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path_factory.mktemp("build"),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
