@@ -1,6 +1,6 @@
-"""Per-source health: connected, last good read, rates, errors by kind, reconnects, data age.
+"""Per-source health: connected, last good read, rates, errors by kind, reconnects, data age, failed items.
 
-The tracker logs transitions (connected → lost → recovered) once, never every failed retry.
+The tracker logs transitions (connected → lost → recovered, item failed → restored) once, never every retry.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class SourceHealth:
     reconnects: int = 0
     last_error: str = ""
     gaps: int = 0  # recorded gaps (reconnects after data loss windows)
+    failed_items: dict[str, str] = field(default_factory=dict)  # item id -> why it is not delivering
 
     @property
     def data_age_s(self) -> float | None:
@@ -49,6 +50,7 @@ class HealthTracker:
         self.reconnects = 0
         self.gaps = 0
         self.last_error = ""
+        self.failed_items: dict[str, str] = {}
         self._rate_t0 = time.monotonic()
         self._rate_n0 = 0
         self._rate = 0.0
@@ -84,6 +86,21 @@ class HealthTracker:
         if first:
             self.log.warning("source %s: %s: %s (counted; logged once per kind)", self.source, kind, message)
 
+    def on_item_failed(self, item: str, reason: str) -> None:
+        """One item (a node, a tag) stopped delivering while the source stays up; counted as
+        ``errors["item_failed"]`` and logged when it fails or its reason changes, not on every check.
+        """
+        if self.failed_items.get(item) == reason:
+            return
+        self.failed_items[item] = reason
+        self.errors["item_failed"] = self.errors.get("item_failed", 0) + 1
+        self.log.error("source %s: item %s not delivering: %s", self.source, item, reason)
+
+    def on_item_restored(self, item: str) -> None:
+        """A failed item delivers again; logged once."""
+        if self.failed_items.pop(item, None) is not None:
+            self.log.warning("source %s: item %s restored", self.source, item)
+
     def on_samples(self, n: int, newest_source_ts_ns: int | None = None) -> None:
         self.samples += n
         self.last_good_ns = now_ns()
@@ -116,4 +133,5 @@ class HealthTracker:
             reconnects=self.reconnects,
             last_error=self.last_error,
             gaps=self.gaps,
+            failed_items=dict(self.failed_items),
         )

@@ -184,6 +184,7 @@ class Acquisition:
                 ("errors", float(sum(h.errors.values()))),
                 ("reconnects", float(h.reconnects)),
                 ("gaps", float(h.gaps)),
+                ("failed_items", float(len(h.failed_items))),
                 ("data_age_s", float("nan") if age is None else age),
             ):
                 keys.append((asset, signal_name))
@@ -247,8 +248,8 @@ async def run_acquire(config_path: str | Path, *, status_every_s: float = 10.0, 
                 await asyncio.wait_for(stop.wait(), status_every_s)
             for name, h in acq.health().items():
                 log.info(
-                    "source %s: %s, %d samples, %.0f/s, errors %s, reconnects %d",
-                    name, h.state, h.samples, h.samples_per_s, h.errors or 0, h.reconnects,
+                    "source %s: %s, %d samples, %.0f/s, errors %s, reconnects %d, failed items %d",
+                    name, h.state, h.samples, h.samples_per_s, h.errors or 0, h.reconnects, len(h.failed_items),
                 )  # fmt: skip
             if duration_s and loop.time() - started >= duration_s:
                 break

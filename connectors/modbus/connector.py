@@ -37,6 +37,8 @@ class ModbusConnector(Connector[ModbusSettings, ModbusTag]):
     says ``writable: true`` and :meth:`write` is called.
     """
 
+    HUNG_AFTER = 2  # requests in a row without any byte back that mean a hung peer, not one lost frame
+
     spec = ConnectorSpec(
         name="modbus",
         settings_model=ModbusSettings,
@@ -76,6 +78,8 @@ class ModbusConnector(Connector[ModbusSettings, ModbusTag]):
         self._lost_at_ns: int | None = None
         self._bad_marked = False
         self._sent: tuple[int, int] = (0, 0)  # (transaction id, unit id) of the last request sent
+        self._unanswered = 0  # requests in a row that got no byte back (reset by anything received)
+        self._answered = False  # the peer has sent something on the current connection
         self.connect_attempts = 0
         self.writes_sent = 0
 
@@ -164,9 +168,12 @@ class ModbusConnector(Connector[ModbusSettings, ModbusTag]):
                 if self._stop.is_set():
                     break
                 if ok and self._client.connected:
+                    # TCP is up, but a hung peer (or its kernel's listen backlog) accepts too: the source
+                    # counts as connected once the device answers (see _trace_packet), not before.
                     self._lost.clear()
+                    self._unanswered = 0
+                    self._answered = False
                     self._connected.set()
-                    self.tracker.on_connected()
                 else:
                     self.tracker.on_disconnected("connect", f"cannot connect to {s.host}:{s.port}")
                     self._mark_all_bad(now_ns())
@@ -223,8 +230,29 @@ class ModbusConnector(Connector[ModbusSettings, ModbusTag]):
             if sent is not None:
                 self._sent = sent
             return data
+        self._unanswered = 0
+        if not self._answered and self._connected.is_set():
+            self._answered = True
+            self.tracker.on_connected()
         check_mbap(data, self._sent, self.tracker.on_error)
         return data
+
+    def _no_answer(self) -> bool:
+        """Count a request that got nothing back; after ``HUNG_AFTER`` in a row the peer is hung:
+        drop the connection (its socket may stay open for ever) and reconnect with backoff.
+        """
+        self._unanswered += 1
+        if self._unanswered < self.HUNG_AFTER:
+            return False
+        s = self.ctx.settings
+        self._connection_lost(
+            "no_response",
+            f"{s.host}:{s.port} answered none of the last {self._unanswered} requests "
+            f"({s.retries + 1} x {s.timeout_s:g} s each); the connection is open but the device is not answering",
+        )
+        if self._client is not None:
+            self._client.close()
+        return True
 
     # -- polling ---------------------------------------------------------------------------------
     async def _run_group(self, g: PollGroup) -> None:
@@ -288,6 +316,8 @@ class ModbusConnector(Connector[ModbusSettings, ModbusTag]):
                     self._connection_lost("connection_lost", str(f))
                     break
                 self.tracker.on_error(f.kind, str(f))
+                if f.kind == "timeout" and self._no_answer():
+                    break
             done[k] = True
             req_ts[k] = now_ns()
         if not done.any():

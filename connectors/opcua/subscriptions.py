@@ -47,6 +47,7 @@ class Subscriptions:
         self._resolve, self._mark_lost = resolve, mark_lost
         self.ids: dict[float, int] = {}  # publishing interval ms -> subscription id
         self.revised: dict[float, float] = {}
+        self.keepalive_counts: dict[float, int] = {}  # requested interval ms -> revised max keep-alive count
         self._stale_after: dict[int, float] = {}
         self._last_publish: dict[int, float] = {}
 
@@ -80,6 +81,7 @@ class Subscriptions:
             )
         self.ids[interval_ms] = sid
         self.revised[interval_ms] = revised
+        self.keepalive_counts[interval_ms] = int(res.RevisedMaxKeepAliveCount)
         self._stale_after[sid] = (
             max(revised, 1.0) * max(int(res.RevisedMaxKeepAliveCount), 1) / 1000 * 1.5 + 2
         )

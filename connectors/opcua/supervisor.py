@@ -191,16 +191,12 @@ class Supervisor:
                 self.sessions,
             )
         if failed != self.failed:
-            gone = sorted(set(self.failed) - set(failed))
-            if gone:
-                self.log.warning("source %s: items restored: %s", self.name, ", ".join(gone))
+            for k in sorted(set(self.failed) - set(failed)):
+                self.tracker.on_item_restored(k)  # logged once by the tracker
             new = {k: v for k, v in failed.items() if self.failed.get(k) != v}
+            for k, v in sorted(new.items()):
+                self.tracker.on_item_failed(k, v)  # health().failed_items; counted and logged once
             if new:
-                listing = "; ".join(f"{k} ({v})" for k, v in sorted(new.items()))
-                self.tracker.on_error("item_failed", f"{len(failed)} of {expected} items failed: {listing}")
-                self.log.error(
-                    "source %s: %d of %d items not delivering: %s", self.name, len(failed), expected, listing
-                )
                 self.cb.emit_events(
                     [
                         Event(

@@ -1,4 +1,5 @@
-"""The acquisition service isolates sources: a connector that raises never stops the others."""
+"""The acquisition service isolates sources: a connector that raises never stops the others.
+Per-source health, failed items included, reaches the health batch."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import contextlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from connectors.base import Connector, ConnectorSpec, SettingsBase, Sink, TagBase
+from connectors.health import HealthTracker
 from historian.sqlite_store import SQLiteStore
 from historian.writer import HistorianWriter
 from shopfloor.acquire import Acquisition
@@ -112,5 +115,61 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
     # the broken one is reported, and was retried with backoff rather than given up on
     assert health["raises"].state == "failed" and "vendor library exploded" in health["raises"].last_error
     assert RaisesOnStart.attempts >= 3
-    assert {k.signal for k in batch.keys} >= {"connected", "samples_per_s", "errors", "data_age_s"}
+    assert {k.signal for k in batch.keys} >= {
+        "connected",
+        "samples_per_s",
+        "errors",
+        "data_age_s",
+        "failed_items",
+    }
     assert any(k.asset == "q/_system/sources/raises" for k in batch.keys)
+
+
+class OneItemFails(TickConnector):
+    """Runs, but one of its items is not delivering (as an OPC UA node gone after a restart)."""
+
+    spec = ConnectorSpec(name="one_item_fails", settings_model=Settings, tag_model=Tag)
+
+    async def start(self, sink: Sink) -> None:
+        await super().start(sink)
+        self.tracker.on_item_failed("ns=2;s=gone", "BadNodeIdUnknown")
+        self.tracker.on_item_failed("ns=2;s=gone", "BadNodeIdUnknown")  # no change: not counted again
+
+
+async def test_failed_items_are_in_health_and_in_the_health_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = parse_plant_config(CONFIG.replace("{tmp}", str(tmp_path)))
+    writer = HistorianWriter(SQLiteStore(tmp_path / "h.db"), cfg.historian)
+    await writer.start()
+    sources = {"opc": (OneItemFails, Settings(), [Tag(asset="q/a/l/good", signal="n")])}
+    acq = Acquisition(cfg, sources, writer, state_dir=tmp_path / "state", health_interval_s=0)
+    await acq.start()
+    for _ in range(200):
+        if acq.health()["opc"].state == "connected":
+            break
+        await asyncio.sleep(0.01)
+    h = acq.health()["opc"]
+    batch = acq.health_batch()
+    await acq.stop()
+    await writer.stop()
+    assert h.failed_items == {"ns=2;s=gone": "BadNodeIdUnknown"} and h.errors == {"item_failed": 1}
+    values = {(k.asset, k.signal): v for k, v in zip(batch.keys, batch.value.tolist(), strict=True)}
+    assert values[("q/_system/sources/opc", "failed_items")] == 1.0
+    assert values[("q/_system/sources/opc", "errors")] == 1.0
+    logged = [r.getMessage() for r in caplog.records if "ns=2;s=gone" in r.getMessage()]
+    assert logged == ["source opc: item ns=2;s=gone not delivering: BadNodeIdUnknown"]
+
+
+def test_item_restored_leaves_failed_items_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    tracker = HealthTracker("plc")
+    tracker.on_item_failed("a", "timeout")
+    tracker.on_item_failed("a", "exception_02")  # reason changed: a new transition
+    tracker.on_item_restored("a")
+    tracker.on_item_restored("a")  # already restored: nothing
+    assert tracker.snapshot().failed_items == {} and tracker.errors == {"item_failed": 2}
+    assert [r.getMessage() for r in caplog.records] == [
+        "source plc: item a not delivering: timeout",
+        "source plc: item a not delivering: exception_02",
+        "source plc: item a restored",
+    ]
