@@ -6,9 +6,10 @@ It calls ``sink.emit(batch)`` (never blocks) from ``start()`` until ``stop()`` h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -108,6 +109,22 @@ class Connector(ABC, Generic[S, T]):
 
     def health(self) -> SourceHealth:
         return self.tracker.snapshot()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Start a background task whose crash is reported, not lost.
+
+        If the task ends with an exception (a bug in a poll loop), the source is marked failed in
+        ``health()``; the acquisition service then restarts the connector with backoff.
+        """
+        task = asyncio.create_task(coro, name=name)
+
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                exc = t.exception()
+                self.tracker.on_crashed(f"task {name} crashed: {type(exc).__name__}: {exc}", exc)
+
+        task.add_done_callback(done)
+        return task
 
     def describe(self) -> dict[str, Any]:
         """Free-form details for ``shopfloor acquire --status`` (optional)."""

@@ -110,6 +110,14 @@ class HealthTracker:
     def on_gap(self) -> None:
         self.gaps += 1
 
+    def on_crashed(self, message: str, exc: BaseException | None = None) -> None:
+        """A task of the connector died: the source is failed until it is restarted."""
+        self.errors["crashed"] = self.errors.get("crashed", 0) + 1
+        self.last_error = message
+        self.log.error("source %s: %s", self.source, message, exc_info=exc)
+        self.connected = False
+        self.state = "failed"
+
     def on_stopped(self) -> None:
         self.connected = False
         self.state = "stopped"

@@ -68,6 +68,7 @@ class _Running:
     connector: Connector | None = None
     task: asyncio.Task[None] | None = None
     failures: int = 0
+    restarts: int = 0
     last_error: str = ""
     started: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -90,12 +91,14 @@ class Acquisition:
         health_interval_s: float = 10.0,
         restart_initial_s: float = 1.0,
         restart_max_s: float = 60.0,
+        watch_interval_s: float = 1.0,
     ) -> None:
         self.cfg = cfg
         self.writer = writer
         self.state_dir = Path(state_dir)
         self.health_interval_s = health_interval_s
         self.restart_initial_s, self.restart_max_s = restart_initial_s, restart_max_s
+        self.watch_interval_s = watch_interval_s
         self._signals = {
             (a.path, s.name): Signal(s.name, s.unit, s.type, s.description)
             for a in cfg.assets
@@ -115,8 +118,13 @@ class Acquisition:
             self._health_task = asyncio.create_task(self._health_loop(), name="source-health")
 
     async def _supervise(self, run: _Running) -> None:
-        """Start the connector; if it raises, record it and try again with capped backoff."""
+        """Start the connector and watch it; if it raises or reports a crash, restart it with backoff.
+
+        The failure count (and the backoff) resets only after the connector ran healthy for
+        ``restart_max_s``, so a crash loop backs off instead of flooding the log.
+        """
         delay = self.restart_initial_s
+        started_at = 0.0
         rng = random.Random(hash(run.name))
         while not self._stopping:
             try:
@@ -131,19 +139,27 @@ class Acquisition:
                 run.connector = run.cls(ctx)
                 await run.connector.start(run.sink)
                 run.started = True
+                started_at = asyncio.get_running_loop().time()
                 if run.failures:
                     log.warning("source %s: started after %d failed attempts", run.name, run.failures)
-                return
+                # Watch it: a connector whose own task crashed reports state "failed"; restart it.
+                while not self._stopping and run.connector.health().state != "failed":
+                    await asyncio.sleep(self.watch_interval_s)
+                if self._stopping:
+                    return
+                raise RuntimeError(run.connector.health().last_error or "connector failed")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a plugin's bug must not take the others down
+                if run.started and asyncio.get_running_loop().time() - started_at > self.restart_max_s:
+                    run.failures, delay = 0, self.restart_initial_s  # it had been healthy a while
                 run.failures += 1
+                run.restarts += run.started
+                run.started = False
                 run.last_error = f"{type(exc).__name__}: {exc}"
                 if run.failures == 1:
                     log.error(
-                        "source %s: connector failed to start (%s); retrying with backoff",
-                        run.name,
-                        run.last_error,
+                        "source %s: connector failed (%s); restarting with backoff", run.name, run.last_error
                     )
                 with contextlib.suppress(Exception):
                     if run.connector is not None:

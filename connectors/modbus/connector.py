@@ -101,10 +101,9 @@ class ModbusConnector(Connector[ModbusSettings, ModbusTag]):
             trace_connect=self._trace_connect,
         )
         install_strict_decoding(self._client)
-        self._tasks = [asyncio.create_task(self._supervise(), name=f"modbus-{self.ctx.name}-connection")]
+        self._tasks = [self.spawn(self._supervise(), f"modbus-{self.ctx.name}-connection")]
         self._tasks += [
-            asyncio.create_task(self._run_group(g), name=f"modbus-{self.ctx.name}-{g.name}")
-            for g in self.groups
+            self.spawn(self._run_group(g), f"modbus-{self.ctx.name}-{g.name}") for g in self.groups
         ]
 
     async def stop(self) -> None:

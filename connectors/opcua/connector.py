@@ -89,7 +89,7 @@ class OpcUaConnector(Connector[OpcUaSettings, OpcUaTag]):
         if self._task is not None:
             return
         self._sink = sink
-        self._task = asyncio.create_task(self.supervisor.run(), name=f"opcua:{self.ctx.name}")
+        self._task = self.spawn(self.supervisor.run(), f"opcua:{self.ctx.name}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -35,7 +35,7 @@ class TickConnector(Connector[Settings, Tag]):
 
     async def start(self, sink: Sink) -> None:
         self.n = 0
-        self.task = asyncio.create_task(self._run(sink))
+        self.task = self.spawn(self._run(sink), "tick")
         self.tracker.on_connected()
 
     async def _run(self, sink: Sink) -> None:
@@ -63,6 +63,11 @@ class RaisesOnStart(TickConnector):
 
 class RaisesInLoop(TickConnector):
     spec = ConnectorSpec(name="dies", settings_model=Settings, tag_model=Tag)
+    starts = 0
+
+    async def start(self, sink: Sink) -> None:
+        RaisesInLoop.starts += 1
+        await super().start(sink)
 
     async def _run(self, sink: Sink) -> None:
         await asyncio.sleep(0.05)
@@ -96,7 +101,7 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
         "dies": (RaisesInLoop, Settings(), [bad]),
     }
     acq = Acquisition(cfg, sources, writer, state_dir=tmp_path / "state", health_interval_s=0.1,
-                      restart_initial_s=0.05, restart_max_s=0.2)  # fmt: skip
+                      restart_initial_s=0.05, restart_max_s=0.2, watch_interval_s=0.05)  # fmt: skip
     await acq.start()
     await asyncio.sleep(1.5)
     batch = acq.health_batch()
@@ -115,6 +120,9 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
     # the broken one is reported, and was retried with backoff rather than given up on
     assert health["raises"].state == "failed" and "vendor library exploded" in health["raises"].last_error
     assert RaisesOnStart.attempts >= 3
+    # a connector whose poll task crashed after a good start is noticed and restarted
+    assert RaisesInLoop.starts >= 3
+    assert "bug in the poll loop" in health["dies"].last_error
     assert {k.signal for k in batch.keys} >= {
         "connected",
         "samples_per_s",

@@ -73,7 +73,7 @@ class CsvReplayConnector(Connector[CsvSettings, CsvTag]):
         self._sink = sink
         values, ts = await asyncio.to_thread(self._read)  # file I/O off the event loop
         self.tracker.on_connected()
-        self._task = asyncio.create_task(self._replay(values, ts), name=f"csv-replay-{self.ctx.name}")
+        self._task = self.spawn(self._replay(values, ts), f"csv-replay-{self.ctx.name}")
 
     async def _replay(self, values: np.ndarray, ts: np.ndarray | None) -> None:
         keys = [(t.asset, t.signal) for t in self.ctx.tags]
