@@ -41,7 +41,7 @@ from plant_simulator.register_map import build_register_map
 from shopfloor.batch import SampleBatch
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.model import Event, SeriesKey
-from shopfloor.testing.servers import InfluxDB1Server
+from shopfloor.testing.servers import InfluxDB1Server, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERN_SERVER = (
@@ -53,12 +53,6 @@ PATTERN_SERVER = (
     "    await asyncio.Event().wait()\n"
     "asyncio.run(main())\n"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -18,12 +17,7 @@ from plant_simulator.clock import BLOCK_STEPS, SimClock
 from plant_simulator.offline import generate
 from plant_simulator.online import OnlinePlant, Publisher
 from plant_simulator.plant import default_plant
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from shopfloor.testing.servers import free_port
 
 
 def offline(days: float) -> None:

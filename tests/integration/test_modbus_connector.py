@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -32,16 +31,11 @@ from plant_simulator.sensor_faults import SensorFault
 from shopfloor.batch import SampleBatch
 from shopfloor.model import EventKind, Quality
 from shopfloor.plugins import load
+from shopfloor.testing.servers import free_port
 
 CNC = "qijiang/machining/gearbox-line/cnc-1"
 STEP = 1500
 WRITE_CODES = {5, 6, 15, 16, 22, 23}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ListSink:

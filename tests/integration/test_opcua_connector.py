@@ -8,7 +8,6 @@ import asyncio
 import io
 import math
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -37,17 +36,12 @@ from shopfloor.config.load import validate_document
 from shopfloor.config.sources import validate_sources
 from shopfloor.config.yaml_source import parse_yaml
 from shopfloor.model import Event, EventKind, Quality
+from shopfloor.testing.servers import free_port
 
 CNC = "qijiang/machining/gearbox-line/cnc-1"
 MILL = "qijiang/copper/hot-rolling/mill-1"
 STEP = 2000
 NS = 1_000_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_plant() -> Plant:

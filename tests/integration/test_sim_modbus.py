@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 import struct
 from collections.abc import AsyncIterator
 
@@ -18,15 +17,10 @@ from plant_simulator.online import OnlinePlant, Publisher
 from plant_simulator.plant import Plant, default_plant
 from plant_simulator.register_map import INT16_BAD, AssetMap, build_register_map
 from plant_simulator.sensor_faults import SensorFault
+from shopfloor.testing.servers import free_port
 
 CNC = "qijiang/machining/gearbox-line/cnc-1"
 STEP = 1500
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

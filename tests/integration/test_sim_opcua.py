@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,16 +15,11 @@ from plant_simulator.online import OnlinePlant, Publisher
 from plant_simulator.opcua_server import NAMESPACE_URI, OpcUaSecurity, SimOpcUaServer
 from plant_simulator.plant import Plant, default_plant
 from plant_simulator.sensor_faults import SensorFault
+from shopfloor.testing.servers import free_port
 
 CNC = "qijiang/machining/gearbox-line/cnc-1"
 MILL = "qijiang/copper/hot-rolling/mill-1"
 STEP = 2000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_plant() -> Plant:
