@@ -283,6 +283,14 @@ class HistorianWriter:
                 if not await self._outage_wait(exc):
                     return
                 continue
+            except Exception as exc:  # a backend bug: never let it end delivery; retry like an outage
+                if not self._outage:  # once per episode, with the traceback
+                    log.exception("historian %s: unexpected error while writing", self.store.name)
+                self.spool.rewind()
+                inflight = None
+                if not await self._outage_wait(StoreUnavailable(f"{type(exc).__name__}: {exc}")):
+                    return
+                continue
             # Put the next batch on the wire first, then do the bookkeeping for this one.
             inflight = (asyncio.create_task(self.store.send(nxt.payload)), nxt) if nxt else None
             self._acknowledge(prep, bad)

@@ -234,3 +234,24 @@ async def test_writer_starts_on_a_torn_spool_and_replays_the_intact_records(tmp_
     assert await w2.flush(10)
     assert list(store.rows.values()) == [float(v) for v in range(1000)]
     await w2.stop()
+
+
+async def test_an_unexpected_backend_error_is_retried_not_fatal(tmp_path: Path) -> None:
+    class Flaky(ScriptedStore):
+        fails = 3
+
+        async def send(self, payload: Any) -> None:
+            if Flaky.fails:
+                Flaky.fails -= 1
+                raise KeyError("bug in a backend")
+            await super().send(payload)
+
+    store = Flaky()
+    w = HistorianWriter(store, config(tmp_path))
+    await w.start()
+    w.submit(seq_batch(0, 300))
+    assert await w.flush(10)
+    s = w.stats()
+    assert s.written == 300 and s.retries == 3 and "KeyError" in s.last_error and s.balanced
+    assert list(store.rows.values()) == [float(v) for v in range(300)]
+    await w.stop()
