@@ -105,11 +105,10 @@ def simulator_source(cfg: PlantConfig, seed: int = 0, start_ns: int | None = Non
 
 
 def _endpoint_ports(cfg: PlantConfig) -> tuple[int, int]:
-    """The OPC UA and Modbus ports the config's enabled simulator sources expect (0 = none)."""
+    """The OPC UA and Modbus ports the config's sources name (0 = none), enabled or not: the demo
+    serves both so a user can point another client (a Modbus tool, UaExpert) at the plant too."""
     opcua = modbus = 0
     for src in cfg.sources:
-        if not src.enabled:
-            continue
         if src.connector == "opcua":
             endpoint = str(src.settings.get("endpoint", ""))
             port = urlsplit(endpoint.replace("opc.tcp://", "http://", 1)).port

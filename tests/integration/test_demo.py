@@ -20,6 +20,9 @@ def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
     text = (ROOT / "examples/qijiang-plant.yaml").read_text()
     port = free_port()
     config = tmp_path / "plant.yaml"
+    modbus_port = free_port()
+    assert "    port: 5020\n" in text
+    text = text.replace("    port: 5020\n", f"    port: {modbus_port}\n")
     config.write_text(text.replace("opc.tcp://127.0.0.1:4840/", f"opc.tcp://127.0.0.1:{port}/"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("SHOPFLOOR_HISTORIAN_URL", None)
@@ -37,7 +40,7 @@ def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
     ]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    assert f"OPC UA on 127.0.0.1:{port}" in out.stdout
+    assert f"OPC UA on 127.0.0.1:{port}, Modbus TCP on 127.0.0.1:{modbus_port}" in out.stdout
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("stopped:") and "pending=0" in last and "dropped=0" in last, out.stdout
 
