@@ -57,7 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--opcua-security",
         choices=["none", "sign", "sign-and-encrypt", "both"],
         default="none",
-        help="Basic256Sha256 endpoints to offer; with security the None endpoint is not offered",
+        help="secured endpoints to offer (for each --opcua-policy); with security the None endpoint is not offered",
+    )
+    o.add_argument(
+        "--opcua-policy",
+        action="append",
+        choices=["Basic256Sha256", "Aes128_Sha256_RsaOaep"],
+        default=None,
+        help="security policy of the secured endpoints; repeat to offer both (default Basic256Sha256)",
     )
     o.add_argument(
         "--opcua-cert-dir",
@@ -69,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--opcua-user",
         default=None,
         help=f"require this user name; the password is read from ${PASSWORD_ENV} (never from argv)",
+    )
+    o.add_argument(
+        "--opcua-user-cert",
+        action="append",
+        type=Path,
+        default=None,
+        help="accept X.509 user identities with this certificate (.der/.pem; repeatable; needs security)",
     )
     f = parser.add_argument_group("offline")
     f.add_argument("--offline", action="store_true", help="generate data files instead of serving")
@@ -159,11 +173,23 @@ async def serve(plant: Plant, args: argparse.Namespace) -> None:
             password = os.environ.get(PASSWORD_ENV) if args.opcua_user else None
             if args.opcua_user and not password:
                 raise SystemExit(f"--opcua-user needs the password in ${PASSWORD_ENV}")
+            if not modes and (args.opcua_policy or args.opcua_user_cert):
+                raise SystemExit(
+                    "--opcua-policy and --opcua-user-cert need --opcua-security sign/sign-and-encrypt/both"
+                )
+            security = OpcUaSecurity(
+                modes,
+                args.opcua_cert_dir,
+                args.opcua_user,
+                password,
+                tuple(args.opcua_policy or ("Basic256Sha256",)),
+                tuple(args.opcua_user_cert or ()),
+            )
             ua_srv = SimOpcUaServer(
                 {p: plant.signals(p) for p in plant.assets},
                 args.host,
                 args.opcua_port,
-                OpcUaSecurity(modes, args.opcua_cert_dir, args.opcua_user, password),
+                security,
                 {p: rt.model.description for p, rt in plant.assets.items()},
             )
             await ua_srv.start()

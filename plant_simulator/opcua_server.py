@@ -5,6 +5,7 @@ Variables carry EngineeringUnits, EURange, SourceTimestamp = simulation time, se
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import socket
@@ -101,29 +102,90 @@ def node_id_string(asset: str, signal: str) -> str:
     return f"{asset}/{signal}"
 
 
+POLICY_NAMES = ("Basic256Sha256", "Aes128Sha256RsaOaep")
+
+
+def policy_name(name: str) -> str:
+    """The asyncua spelling of a policy name (``Aes128_Sha256_RsaOaep`` from OPC UA URIs is accepted too)."""
+    key = name.replace("_", "")
+    if key not in POLICY_NAMES:
+        raise ValueError(
+            f"unknown OPC UA security policy {name!r}: expected one of {', '.join(POLICY_NAMES)}"
+        )
+    return key
+
+
 @dataclass
 class OpcUaSecurity:
-    """Optional security: Basic256Sha256 Sign and/or SignAndEncrypt with a certificate, and username login."""
+    """Optional security: policies x Sign/SignAndEncrypt with a certificate, username and X.509 user login."""
 
     modes: tuple[str, ...] = ()  # "Sign", "SignAndEncrypt"; empty = None only
     cert_dir: Path | None = None
     username: str | None = None
     password: str | None = None  # read from an environment variable by the CLI, never from argv
+    policies: tuple[str, ...] = ("Basic256Sha256",)  # and/or "Aes128Sha256RsaOaep"; used with modes
+    user_certificates: tuple[Path, ...] = ()  # trusted X.509 user certificates (.der/.pem)
+
+    def policy_types(self) -> list[ua.SecurityPolicyType]:
+        """The secured endpoints (every policy with every mode); never the None endpoint."""
+        if not self.policies:
+            raise ValueError("OPC UA security needs at least one security policy")
+        for m in self.modes:
+            if m not in ("Sign", "SignAndEncrypt"):
+                raise ValueError(f"unknown OPC UA security mode {m!r}: expected Sign or SignAndEncrypt")
+        return [
+            getattr(ua.SecurityPolicyType, f"{policy_name(p)}_{m}")
+            for p in dict.fromkeys(self.policies)
+            for m in self.modes
+        ]
 
 
-class _PasswordUsers(UserManager):
-    def __init__(self, username: str, password: str) -> None:
-        self.username, self.password = username, password
+class _Users(UserManager):
+    """Username/password and/or trusted X.509 user certificates; everything else is refused."""
+
+    def __init__(self, username: str | None, password: str | None, certificates: dict[bytes, str]) -> None:
+        self.username, self.password, self.certificates = username, password, certificates
 
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
-        if username is None or password is None:
+        if certificate is not None and username is None:
+            # asyncua passes the X509IdentityToken's CertificateData after verifying its signature
+            # (the leaf, possibly followed by its chain; DER is self-delimiting, so a prefix match is exact).
+            der = bytes(certificate)
+            for trusted, name in self.certificates.items():
+                if der.startswith(trusted):
+                    return User(role=UserRole.User, name=name)
+            log.warning(
+                "OPC UA login refused for an untrusted user certificate (SHA-256 of the token %s)",
+                hashlib.sha256(der).hexdigest()[:16],
+            )
+            return None
+        if username is None or password is None or self.username is None or self.password is None:
             return None
         if username == self.username and hmac.compare_digest(password.encode(), self.password.encode()):
-            return User(role=UserRole.User)
+            return User(role=UserRole.User, name=username)
         log.warning("OPC UA login refused for user %r", username)
         return None
+
+
+def load_user_certificates(paths: tuple[Path, ...]) -> dict[bytes, str]:
+    """DER bytes -> user name (the certificate's common name, else its file name)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    out: dict[bytes, str] = {}
+    for path in paths:
+        data = Path(path).read_bytes()
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if data.lstrip().startswith(b"-----")
+            else x509.load_der_x509_certificate(data)
+        )
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        out[cert.public_bytes(Encoding.DER)] = str(cn[0].value) if cn else Path(path).stem
+    return out
 
 
 async def ensure_certificate(cert_dir: Path, host: str) -> tuple[Path, Path]:
@@ -173,29 +235,34 @@ class SimOpcUaServer:
 
     async def start(self) -> None:
         s = self.server
+        sec = self.security
+        # check the whole security setup before the server is initialised
+        policies = sec.policy_types() if sec.modes else [ua.SecurityPolicyType.NoSecurity]
+        if sec.modes and sec.cert_dir is None:
+            raise ValueError("OPC UA security needs a certificate directory")
+        tokens: list[type] = []
+        if sec.username:
+            if not sec.password:
+                raise ValueError("username login needs a password (from an environment variable)")
+            tokens.append(ua.UserNameIdentityToken)
+        if sec.user_certificates:
+            if not sec.modes:
+                # the token's signature proves the private key; without a signing endpoint nothing would
+                raise ValueError("X.509 user identity needs a Sign or SignAndEncrypt endpoint")
+            tokens.append(ua.X509IdentityToken)
+        users = load_user_certificates(sec.user_certificates)
         await s.init()
         s.set_endpoint(self.endpoint)
         s.set_server_name("Shopfloor plant simulator")
         await s.set_application_uri(APPLICATION_URI)
-        sec = self.security
-        if sec.modes:
-            if sec.cert_dir is None:
-                raise ValueError("OPC UA security needs a certificate directory")
+        if sec.modes and sec.cert_dir is not None:
             cert, key = await ensure_certificate(sec.cert_dir, self.host)
             await s.load_certificate(str(cert))
             await s.load_private_key(str(key))
-            policies = {
-                "Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
-                "SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-            }
-            s.set_security_policy([policies[m] for m in sec.modes])  # no NoSecurity endpoint
-        else:
-            s.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        if sec.username:
-            if not sec.password:
-                raise ValueError("username login needs a password (from an environment variable)")
-            s.iserver.set_user_manager(_PasswordUsers(sec.username, sec.password))
-            s.set_identity_tokens([ua.UserNameIdentityToken])
+        s.set_security_policy(policies)  # with security: no NoSecurity endpoint
+        if tokens:  # only these identities; otherwise asyncua's default (anonymous and any login)
+            s.iserver.set_user_manager(_Users(sec.username, sec.password, users))
+            s.set_identity_tokens(tokens)
         self.ns = await s.register_namespace(NAMESPACE_URI)
         await self._build()
         await s.start()

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from connectors.opcua.config import OpcUaSettings
+from connectors.opcua.status_map import status_name
 from shopfloor.secrets import read_secret
 
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
@@ -49,6 +50,24 @@ class CertificateTimeInvalid(SecurityError):
 
 class NoMatchingEndpoint(SecurityError):
     kind = "no_matching_endpoint"
+
+
+class IdentityRefused(SecurityError):
+    """ActivateSession refused the configured user identity (counted with the other auth refusals)."""
+
+    kind = "auth_refused"
+
+
+_IDENTITY_CODES = {
+    ua.StatusCodes.BadUserAccessDenied,
+    ua.StatusCodes.BadIdentityTokenInvalid,
+    ua.StatusCodes.BadIdentityTokenRejected,
+}
+_TOKEN_TYPES = {
+    "anonymous": ua.UserTokenType.Anonymous,
+    "username": ua.UserTokenType.UserName,
+    "certificate": ua.UserTokenType.Certificate,
+}
 
 
 @dataclass(frozen=True)
@@ -167,6 +186,43 @@ def check_server_certificate(der: bytes, pki: Pki, endpoint: str) -> Path:
     )
 
 
+def _user_certificate_text(path: Path | None) -> str:
+    """``path (subject 'CN', SHA-256 AB:...)``, or just the path when the file cannot be read."""
+    try:
+        data = Path(str(path)).read_bytes()
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if data.lstrip().startswith(b"-----")
+            else x509.load_der_x509_certificate(data)
+        )
+    except (OSError, ValueError):
+        return str(path)
+    return f"{path} (subject {_subject(cert)!r}, SHA-256 {fingerprint(cert.public_bytes(Encoding.DER))})"
+
+
+def identity_refused(exc: Exception, settings: OpcUaSettings) -> IdentityRefused | None:
+    """The server's refusal of our user identity, said in terms of the config (never the secret itself)."""
+    code = getattr(exc, "code", None)
+    if not isinstance(exc, ua.UaStatusCodeError) or code not in _IDENTITY_CODES:
+        return None
+    name, where = status_name(code), settings.endpoint
+    if settings.identity == "certificate":
+        return IdentityRefused(
+            f"{name}: {where} refused the X.509 user identity "
+            f"{_user_certificate_text(settings.user_certificate)}; the server must trust this user "
+            "certificate (add it to the server's trusted user certificates), or configure another identity"
+        )
+    if settings.identity == "username":
+        secret = f"${settings.password_env}" if settings.password_env else str(settings.password_file)
+        return IdentityRefused(
+            f"{name}: {where} refused the login of user {settings.username!r}; check the user name "
+            f"and the password in {secret}"
+        )
+    return IdentityRefused(
+        f"{name}: {where} refused anonymous login; configure identity 'username' or 'certificate'"
+    )
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60] or "server"
 
@@ -197,6 +253,15 @@ async def apply_security(client: Client, settings: OpcUaSettings, pki: Pki, log:
             )
         pinned = _first_cert(match[0].ServerCertificate)
         check_server_certificate(pinned, pki, settings.endpoint)
+        accepted = {t.TokenType for t in match[0].UserIdentityTokens or []}
+        if accepted and _TOKEN_TYPES[settings.identity] not in accepted:
+            names = (
+                ", ".join(sorted(k for k, v in _TOKEN_TYPES.items() if v in accepted)) or "none we support"
+            )
+            raise NoMatchingEndpoint(
+                f"the {settings.security_policy}/{settings.security_mode} endpoint of {settings.endpoint} "
+                f"does not accept identity {settings.identity!r} (it accepts: {names}); change identity"
+            )
         await client.set_security(policy, str(cert), str(key), None, pinned, mode)
 
         async def validator(server_cert: x509.Certificate, _app: object) -> None:

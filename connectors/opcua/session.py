@@ -16,7 +16,7 @@ from asyncua.client.ua_client import UaClientState
 from connectors.opcua.config import NS0_URI, NodeRef, OpcUaSettings
 from connectors.opcua.errors import describe_error
 from connectors.opcua.items import Item
-from connectors.opcua.security import Pki, apply_security
+from connectors.opcua.security import Pki, apply_security, identity_refused
 from connectors.opcua.status_map import status_name
 from connectors.opcua.subscriptions import Subscriptions
 
@@ -74,7 +74,13 @@ class OpcUaSession:
         await asyncio.wait_for(apply_security(self.client, s, self.pki, self.log), s.connect_timeout_s)
         self.client.connection_lost_callback = self._on_connection_lost
         self._opened = True
-        await asyncio.wait_for(self.client.connect(), s.connect_timeout_s)
+        try:
+            await asyncio.wait_for(self.client.connect(), s.connect_timeout_s)
+        except ua.UaStatusCodeError as exc:
+            refused = identity_refused(exc, s)
+            if refused is None:
+                raise
+            raise refused from exc
         self.namespaces = list(await self.client.get_namespace_array())
 
     async def _on_connection_lost(self, exc: Exception) -> None:

@@ -151,3 +151,42 @@ async def test_secured_server_refuses_none_and_accepts_user_with_encryption(tmp_
             assert await good.get_node(ua.NodeId(f"{CNC}/state", ns)).read_browse_name()
     finally:
         await srv.stop()
+
+
+async def test_policies_and_x509_users_are_offered_only_when_asked(tmp_path: Path) -> None:
+    plant = make_plant()
+    user = tmp_path / "user-cert.der"
+    from asyncua.crypto import cert_gen
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = cert_gen.generate_private_key()
+    cert = cert_gen.generate_self_signed_app_certificate(
+        key, "user", {}, [x509.UniformResourceIdentifier("urn:test:user")], [ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
+    user.write_bytes(cert.public_bytes(Encoding.DER))
+    sec = OpcUaSecurity(
+        ("Sign", "SignAndEncrypt"),
+        tmp_path / "pki",
+        policies=("Basic256Sha256", "Aes128_Sha256_RsaOaep"),
+        user_certificates=(user,),
+    )
+    srv = SimOpcUaServer({CNC: plant.signals(CNC)}, "127.0.0.1", free_port(), sec)
+    await srv.start()
+    try:
+        eps = await Client(srv.endpoint, timeout=10).connect_and_get_server_endpoints()
+    finally:
+        await srv.stop()
+    offered = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode.name) for e in eps}
+    assert offered == {
+        (p, m) for p in ("Basic256Sha256", "Aes128_Sha256_RsaOaep") for m in ("Sign", "SignAndEncrypt")
+    }
+    for e in eps:  # only X.509 user identities, signed with the endpoint's own policy
+        assert [(t.TokenType, t.SecurityPolicyUri) for t in e.UserIdentityTokens] == [
+            (ua.UserTokenType.Certificate, e.SecurityPolicyUri)
+        ]
+    with pytest.raises(ValueError, match="unknown OPC UA security policy"):
+        OpcUaSecurity(("Sign",), tmp_path / "pki", policies=("Basic128Rsa15",)).policy_types()
+    with pytest.raises(ValueError, match="needs a Sign or SignAndEncrypt endpoint"):
+        await SimOpcUaServer({}, "127.0.0.1", free_port(), OpcUaSecurity(user_certificates=(user,))).start()
