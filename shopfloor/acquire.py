@@ -13,7 +13,7 @@ import random
 import re
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,13 @@ class _Running:
     failures: int = 0
     restarts: int = 0
     last_error: str = ""
+    carried_errors: dict[str, int] = field(default_factory=dict)
     started: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Crashed(Exception):
+    """A started connector reported itself failed (one of its tasks crashed)."""
 
 
 def _segment(name: str) -> str:
@@ -147,16 +152,21 @@ class Acquisition:
                     await asyncio.sleep(self.watch_interval_s)
                 if self._stopping:
                     return
-                raise RuntimeError(run.connector.health().last_error or "connector failed")
+                dead = run.connector.health()
+                for kind, n in dead.errors.items():  # keep its error counts across the restart
+                    run.carried_errors[kind] = run.carried_errors.get(kind, 0) + n
+                raise _Crashed(dead.last_error or "connector failed")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a plugin's bug must not take the others down
+                if not isinstance(exc, _Crashed):
+                    run.carried_errors["start_failed"] = run.carried_errors.get("start_failed", 0) + 1
                 if run.started and asyncio.get_running_loop().time() - started_at > self.restart_max_s:
                     run.failures, delay = 0, self.restart_initial_s  # it had been healthy a while
                 run.failures += 1
                 run.restarts += run.started
                 run.started = False
-                run.last_error = f"{type(exc).__name__}: {exc}"
+                run.last_error = str(exc) if isinstance(exc, _Crashed) else f"{type(exc).__name__}: {exc}"
                 if run.failures == 1:
                     log.error(
                         "source %s: connector failed (%s); restarting with backoff", run.name, run.last_error
@@ -169,10 +179,16 @@ class Acquisition:
                 delay = min(self.restart_max_s, delay * 2)
 
     def health(self) -> dict[str, SourceHealth]:
+        """Per source: the running connector's health, with the error counts and last error of
+        instances that failed before it (a restarted source does not forget why it was restarted)."""
         out = {}
         for name, run in self._sources.items():
             if run.connector is not None and run.started:
-                out[name] = run.connector.health()
+                h = run.connector.health()
+                errors = dict(run.carried_errors)
+                for kind, n in h.errors.items():
+                    errors[kind] = errors.get(kind, 0) + n
+                out[name] = replace(h, errors=errors, last_error=h.last_error or run.last_error)
             else:
                 out[name] = SourceHealth(
                     source=name,
@@ -182,7 +198,7 @@ class Acquisition:
                     last_source_ts_ns=None,
                     samples=run.sink.samples,
                     samples_per_s=0.0,
-                    errors={"start_failed": run.failures} if run.failures else {},
+                    errors=dict(run.carried_errors),
                     last_error=run.last_error,
                 )
         return out

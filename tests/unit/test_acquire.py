@@ -123,6 +123,8 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
     # a connector whose poll task crashed after a good start is noticed and restarted
     assert RaisesInLoop.starts >= 3
     assert "bug in the poll loop" in health["dies"].last_error
+    assert health["dies"].errors["crashed"] >= 2  # counted across restarts, not forgotten
+    assert health["raises"].errors["start_failed"] == RaisesOnStart.attempts
     assert {k.signal for k in batch.keys} >= {
         "connected",
         "samples_per_s",
