@@ -15,6 +15,8 @@ from shopfloor.config.schema import PlantConfig
 from shopfloor.config.yaml_source import LocatedDocument
 from shopfloor.plugins import PluginError, load
 
+SECRET_SETTING_KEYS = frozenset({"password", "token", "secret", "api_key", "private_key"})
+
 
 def validate_sources(cfg: PlantConfig, doc: LocatedDocument) -> dict[str, tuple[Any, BaseModel, list[Any]]]:
     """Per enabled source: (connector class, settings, tags). Raises ConfigError with every issue."""
@@ -30,8 +32,19 @@ def validate_sources(cfg: PlantConfig, doc: LocatedDocument) -> dict[str, tuple[
             issues.append(issue_at(doc, ("sources", i, "connector"), str(exc)))
             continue
         spec = cls.spec
+        raw_settings = dict(src.settings)
+        for key in SECRET_SETTING_KEYS & set(raw_settings):  # a kernel rule, whatever the plugin says
+            issues.append(
+                issue_at(
+                    doc,
+                    ("sources", i, "settings", key),
+                    f"secrets may not be written in the config: use {key}_env (an environment "
+                    f"variable name) or {key}_file (a file path)",
+                )
+            )
+            del raw_settings[key]
         try:
-            settings = spec.settings_model.model_validate(src.settings)
+            settings = spec.settings_model.model_validate(raw_settings)
         except ValidationError as exc:
             issues += issues_from_validation(exc, doc, spec.settings_model, ("sources", i, "settings"))
             settings = None

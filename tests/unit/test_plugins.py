@@ -139,3 +139,30 @@ sources:
         m.startswith("plant.yaml:14:") and "sources[1].connector" in m and "unknown connector 's8'" in m
         for m in msgs
     ), msgs
+
+
+def test_secrets_in_any_connectors_settings_are_refused_at_their_line(site_dir: Path) -> None:
+    fake_distribution(
+        site_dir,
+        "shopfloor-s7",
+        "0.3.1",
+        {"s7": "fake_s7:Good"},
+        {"fake_s7": CONNECTOR.format(name="s7", api=1)},
+    )
+    text = """site: q
+assets:
+  - path: q/a/l/m
+    signals: [{name: x}]
+sources:
+  - name: plc
+    connector: s7
+    settings:
+      host: plc1
+      token: hunter2
+"""
+    cfg = parse_plant_config(text, "plant.yaml")
+    with pytest.raises(ConfigError) as info:
+        validate_sources(cfg, parse_yaml(text, "plant.yaml"))
+    (issue,) = info.value.issues  # the plugin's own "unknown key" error is not added on top
+    assert str(issue).startswith("plant.yaml:10:7: sources[0].settings.token: secrets may not be written")
+    assert "hunter2" not in str(issue)
