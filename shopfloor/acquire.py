@@ -68,11 +68,9 @@ class _Running:
     connector: Connector | None = None
     task: asyncio.Task[None] | None = None
     failures: int = 0
-    restarts: int = 0
     last_error: str = ""
     carried_errors: dict[str, int] = field(default_factory=dict)
     started: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Crashed(Exception):
@@ -164,7 +162,6 @@ class Acquisition:
                 if run.started and asyncio.get_running_loop().time() - started_at > self.restart_max_s:
                     run.failures, delay = 0, self.restart_initial_s  # it had been healthy a while
                 run.failures += 1
-                run.restarts += run.started
                 run.started = False
                 run.last_error = str(exc) if isinstance(exc, _Crashed) else f"{type(exc).__name__}: {exc}"
                 if run.failures == 1:
