@@ -14,7 +14,7 @@ import json
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from historian.base import Store
@@ -154,8 +154,7 @@ class HistorianWriter:
 
     def stats(self) -> WriterStats:
         sp = self.spool.stats() if self._started else None
-        s = WriterStats(**{k: v for k, v in asdict(self._s).items()})
-        s.dropped = dict(self._s.dropped)
+        s = replace(self._s, dropped=dict(self._s.dropped))
         if sp is not None:
             s.pending = sp.pending_points
             s.spool_bytes = sp.bytes

@@ -4,7 +4,8 @@ builders, the expected model value and a fixture serving the plant over real OPC
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from asyncua import ua
@@ -12,8 +13,11 @@ from asyncua import ua
 from connectors.base import SourceContext
 from connectors.opcua.config import OpcUaSettings, OpcUaTag
 from connectors.opcua.connector import OpcUaConnector
+from plant_simulator.clock import SimClock
+from plant_simulator.online import OnlinePlant, Publisher
 from plant_simulator.opcua_server import (
     NAMESPACE_URI,
+    SimOpcUaServer,
     node_id_string,
     variant_type,
 )
@@ -21,6 +25,7 @@ from plant_simulator.plant import Plant, default_plant
 from plant_simulator.sensor_faults import SensorFault
 from shopfloor.batch import SampleBatch
 from shopfloor.model import Event
+from shopfloor.testing.servers import free_port
 
 CNC = "qijiang/machining/gearbox-line/cnc-1"
 MILL = "qijiang/copper/hot-rolling/mill-1"
@@ -103,3 +108,16 @@ def connector(tags: list[OpcUaTag], state: Path, **settings: object) -> OpcUaCon
     }
     s = OpcUaSettings.model_validate(base | settings)
     return OpcUaConnector(SourceContext("sim-opcua", s, tags, state_dir=state))
+
+
+@contextlib.asynccontextmanager
+async def served_plant(plant: Plant) -> AsyncIterator[tuple[Plant, SimOpcUaServer, Publisher]]:
+    """``plant`` served over OPC UA on a free loopback port, published at step STEP; stopped after."""
+    srv = SimOpcUaServer({p: plant.signals(p) for p in plant.assets}, "127.0.0.1", free_port())
+    await srv.start()
+    pub = Publisher(OnlinePlant(plant), SimClock(plant.start_ns, 1.0), [srv])
+    try:
+        await pub.publish_step(STEP)
+        yield plant, srv, pub
+    finally:
+        await srv.stop()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
+from opcua_support import served_plant
 
-from plant_simulator.clock import SimClock
-from plant_simulator.online import OnlinePlant, Publisher
+from plant_simulator.online import Publisher
 from plant_simulator.opcua_server import NAMESPACE_URI, OpcUaSecurity, SimOpcUaServer
 from plant_simulator.plant import Plant, default_plant
 from plant_simulator.sensor_faults import SensorFault
@@ -31,15 +31,8 @@ def make_plant() -> Plant:
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Plant, SimOpcUaServer, Publisher]]:
-    plant = make_plant()
-    srv = SimOpcUaServer({p: plant.signals(p) for p in plant.assets}, "127.0.0.1", free_port())
-    await srv.start()
-    pub = Publisher(OnlinePlant(plant), SimClock(plant.start_ns, 1.0), [srv])
-    try:
-        await pub.publish_step(STEP)
-        yield plant, srv, pub
-    finally:
-        await srv.stop()
+    async with served_plant(make_plant()) as served:
+        yield served
 
 
 async def test_browse_read_and_units(served) -> None:

@@ -54,9 +54,20 @@ def site_dir(tmp_path: Path) -> Iterator[Path]:
         del sys.modules[mod]
 
 
-def test_a_plugin_is_found_by_its_entry_point_and_loaded_only_when_used(site_dir: Path) -> None:
-    fake_distribution(site_dir, "shopfloor-s7", "0.3.1", {"s7": "fake_s7:Good"},
-                      {"fake_s7": CONNECTOR.format(name="s7", api=1)})  # fmt: skip
+@pytest.fixture
+def s7_plugin(site_dir: Path) -> Path:
+    """An installed distribution shopfloor-s7 0.3.1 registering a connector named s7."""
+    fake_distribution(
+        site_dir,
+        "shopfloor-s7",
+        "0.3.1",
+        {"s7": "fake_s7:Good"},
+        {"fake_s7": CONNECTOR.format(name="s7", api=1)},
+    )
+    return site_dir
+
+
+def test_a_plugin_is_found_by_its_entry_point_and_loaded_only_when_used(s7_plugin: Path) -> None:
     infos = {i.name: i for i in available()}
     assert infos["s7"].distribution == "shopfloor-s7" and infos["s7"].version == "0.3.1"
     assert "fake_s7" not in sys.modules  # listing imports nothing
@@ -99,14 +110,7 @@ def test_api_mismatch_and_import_errors_name_the_distribution(site_dir: Path) ->
         load("broken")
 
 
-def test_unknown_connector_and_bad_plugin_settings_are_located_config_errors(site_dir: Path) -> None:
-    fake_distribution(
-        site_dir,
-        "shopfloor-s7",
-        "0.3.1",
-        {"s7": "fake_s7:Good"},
-        {"fake_s7": CONNECTOR.format(name="s7", api=1)},
-    )
+def test_unknown_connector_and_bad_plugin_settings_are_located_config_errors(s7_plugin: Path) -> None:
     text = """site: q
 assets:
   - path: q/a/l/m
@@ -141,14 +145,7 @@ sources:
     ), msgs
 
 
-def test_secrets_in_any_connectors_settings_are_refused_at_their_line(site_dir: Path) -> None:
-    fake_distribution(
-        site_dir,
-        "shopfloor-s7",
-        "0.3.1",
-        {"s7": "fake_s7:Good"},
-        {"fake_s7": CONNECTOR.format(name="s7", api=1)},
-    )
+def test_secrets_in_any_connectors_settings_are_refused_at_their_line(s7_plugin: Path) -> None:
     text = """site: q
 assets:
   - path: q/a/l/m
