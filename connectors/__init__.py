@@ -1,17 +1,4 @@
-"""Connectors: the drivers that read equipment (OPC UA, Modbus TCP, plugins) into SampleBatches.
+"""Connectors: the drivers that read equipment (OPC UA, Modbus TCP) into SampleBatches.
 
-``connectors.base`` is the small API every connector implements, built-in or third-party.
+They implement the kernel's connector API (``shopfloor.connector``), exactly as third-party plugins do.
 """
-
-from connectors.base import API_VERSION, Connector, ConnectorSpec, Sink, SourceContext
-from connectors.health import HealthTracker, SourceHealth
-
-__all__ = [
-    "API_VERSION",
-    "Connector",
-    "ConnectorSpec",
-    "HealthTracker",
-    "Sink",
-    "SourceContext",
-    "SourceHealth",
-]

@@ -1,6 +1,6 @@
-"""Shopfloor's shared kernel: the asset model, samples and events, config and the command line.
+"""Shopfloor's shared kernel: the asset model, samples and events, config, the connector API, the bus.
 
-Imported by every subsystem; it imports none of them except to wire them together at run time.
+Imported by every subsystem; it imports none of them (the application layer, ``shopfloor.app``, does).
 """
 
 from shopfloor.batch import SampleBatch

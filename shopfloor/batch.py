@@ -1,11 +1,13 @@
 """SampleBatch: the columnar batch of samples that crosses every boundary on the hot path.
 
-Numpy columns (series index, timestamp ns, value, quality) plus a small table of series keys.
+Numpy columns (series index, timestamp ns, value, quality, and text for text signals) plus a small
+table of series keys.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,10 @@ class SampleBatch:
 
     Values are float64 (integers up to 2**53 are exact; NaN means "no value", usually with
     quality Bad).  Rows keep the order they were produced in.
+
+    Text signals (an alarm text, a recipe name) carry their value in ``text``: an object array with
+    the string for text rows and None elsewhere, their ``value`` NaN. A batch with no text row has
+    ``text is None``, so numeric batches cost nothing extra.
     """
 
     keys: tuple[SeriesKey, ...]
@@ -29,11 +35,14 @@ class SampleBatch:
     ts: np.ndarray  # int64, UTC ns
     value: np.ndarray  # float64
     quality: np.ndarray  # uint8, Quality
+    text: np.ndarray | None = None  # object (str | None) per row, or None when no row is text
 
     def __post_init__(self) -> None:
         n = len(self.ts)
         if not (len(self.series) == len(self.value) == len(self.quality) == n):
             raise ValueError("SampleBatch columns must have equal length")
+        if self.text is not None and len(self.text) != n:
+            raise ValueError("SampleBatch text column must have one entry per row")
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -57,6 +66,7 @@ class SampleBatch:
         ts: Iterable[int] | np.ndarray,
         value: Iterable[float] | np.ndarray,
         quality: Iterable[int] | np.ndarray | int = 0,
+        text: Sequence[str | None] | np.ndarray | None = None,
     ) -> SampleBatch:
         s = np.ascontiguousarray(series, dtype=np.uint32)
         t = np.ascontiguousarray(ts, dtype=np.int64)
@@ -68,7 +78,15 @@ class SampleBatch:
         k = tuple(SeriesKey(*key) for key in keys)
         if len(s) and int(s.max()) >= len(k):
             raise ValueError("series index out of range of keys")
-        return cls(k, s, t, v, q)
+        txt = None
+        if text is not None:
+            txt = np.empty(len(t), dtype=object)
+            txt[:] = list(text)
+            if all(x is None for x in txt):
+                txt = None
+            else:
+                v = np.where(np.array([x is not None for x in txt]), np.nan, v)
+        return cls(k, s, t, v, q, txt)
 
     @classmethod
     def from_samples(cls, samples: Iterable[Sample]) -> SampleBatch:
@@ -77,13 +95,19 @@ class SampleBatch:
         ts: list[int] = []
         value: list[float] = []
         quality: list[int] = []
+        text: list[str | None] = []
         for s in samples:
             key = SeriesKey(s.asset, s.signal)
             series.append(index.setdefault(key, len(index)))
             ts.append(s.ts_ns)
-            value.append(s.value)
+            if isinstance(s.value, str):
+                value.append(math.nan)
+                text.append(s.value)
+            else:
+                value.append(s.value)
+                text.append(None)
             quality.append(int(s.quality))
-        return cls.from_columns(tuple(index), series, ts, value, quality)
+        return cls.from_columns(tuple(index), series, ts, value, quality, text)
 
     @classmethod
     def concat(cls, batches: Sequence[SampleBatch]) -> SampleBatch:
@@ -93,6 +117,7 @@ class SampleBatch:
             return cls.empty()
         if len(batches) == 1:
             return batches[0]
+        text = _concat_text(batches)
         first = batches[0].keys
         if all(b.keys is first or b.keys == first for b in batches):  # the usual case: one source's tags
             return cls(
@@ -101,6 +126,7 @@ class SampleBatch:
                 np.concatenate([b.ts for b in batches]),
                 np.concatenate([b.value for b in batches]),
                 np.concatenate([b.quality for b in batches]),
+                text,
             )
         index: dict[SeriesKey, int] = {}
         remapped = []
@@ -115,36 +141,52 @@ class SampleBatch:
             np.concatenate([b.ts for b in batches]),
             np.concatenate([b.value for b in batches]),
             np.concatenate([b.quality for b in batches]),
+            text,
         )
 
     def take(self, rows: slice | np.ndarray) -> SampleBatch:
         """A batch of the selected rows (the key table is shared, not compacted)."""
-        return SampleBatch(self.keys, self.series[rows], self.ts[rows], self.value[rows], self.quality[rows])
+        text = None
+        if self.text is not None:
+            text = self.text[rows]
+            if not any(x is not None for x in text):
+                text = None
+        return SampleBatch(
+            self.keys, self.series[rows], self.ts[rows], self.value[rows], self.quality[rows], text
+        )
 
     def to_samples(self) -> list[Sample]:
         keys = self.keys
+        values: list[float | str] = self.value.tolist()
+        if self.text is not None:
+            values = [v if t is None else t for v, t in zip(values, self.text.tolist())]
         return [
             Sample(keys[i].asset, keys[i].signal, v, t, Quality(q))
-            for i, t, v, q in zip(
-                self.series.tolist(), self.ts.tolist(), self.value.tolist(), self.quality.tolist()
-            )
+            for i, t, v, q in zip(self.series.tolist(), self.ts.tolist(), values, self.quality.tolist())
         ]
 
     # -- wire format (spool records, process boundaries) --------------------------------------
     _HEADER = struct.Struct("<II")  # n rows, key-table byte length
 
+    _TEXT_MARK = b"TX"  # an optional trailing section: the text rows, as JSON {"i": rows, "s": strings}
+
     def to_bytes(self) -> bytes:
         keys = json.dumps([list(k) for k in self.keys], separators=(",", ":")).encode()
-        return b"".join(
-            (
-                self._HEADER.pack(len(self), len(keys)),
-                keys,
-                self.ts.astype("<i8", copy=False).tobytes(),
-                self.value.astype("<f8", copy=False).tobytes(),
-                self.series.astype("<u4", copy=False).tobytes(),
-                self.quality.astype("u1", copy=False).tobytes(),
-            )
-        )
+        parts = [
+            self._HEADER.pack(len(self), len(keys)),
+            keys,
+            self.ts.astype("<i8", copy=False).tobytes(),
+            self.value.astype("<f8", copy=False).tobytes(),
+            self.series.astype("<u4", copy=False).tobytes(),
+            self.quality.astype("u1", copy=False).tobytes(),
+        ]
+        if self.text is not None:
+            rows = [i for i, x in enumerate(self.text.tolist()) if x is not None]
+            body = json.dumps(
+                {"i": rows, "s": [self.text[i] for i in rows]}, separators=(",", ":"), ensure_ascii=False
+            ).encode()
+            parts += [self._TEXT_MARK, struct.pack("<I", len(body)), body]
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, buf: bytes | memoryview) -> SampleBatch:
@@ -161,11 +203,31 @@ class SampleBatch:
         off += 4 * n
         quality = np.frombuffer(mv, "u1", n, off)
         off += n
+        text = None
+        if len(mv) - off >= 6 and bytes(mv[off : off + 2]) == cls._TEXT_MARK:
+            (tlen,) = struct.unpack_from("<I", mv, off + 2)
+            obj = json.loads(bytes(mv[off + 6 : off + 6 + tlen]))
+            off += 6 + tlen
+            text = np.empty(n, dtype=object)
+            for i, t in zip(obj["i"], obj["s"]):
+                text[i] = t
         if off != len(mv):
             raise ValueError(f"SampleBatch payload has {len(mv) - off} trailing bytes")
         if n and int(series.max()) >= len(keys):
             raise ValueError("SampleBatch payload has a series index out of range")
-        return cls(keys, series, ts, value, quality)
+        return cls(keys, series, ts, value, quality, text)
+
+
+def _concat_text(batches: Sequence[SampleBatch]) -> np.ndarray | None:
+    if all(b.text is None for b in batches):
+        return None
+    out = np.empty(sum(len(b) for b in batches), dtype=object)
+    off = 0
+    for b in batches:
+        if b.text is not None:
+            out[off : off + len(b)] = b.text
+        off += len(b)
+    return out
 
 
 @lru_cache(maxsize=256)

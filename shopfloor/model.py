@@ -17,6 +17,21 @@ ASSET_PATH_RE = re.compile(rf"^{_FIRST}(/{_SEGMENT}){{1,7}}$")
 SIGNAL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
+SYSTEM_SEGMENT = "_system"  # second segment of every asset path that describes Shopfloor itself
+
+
+def system_asset(site: str, *parts: str) -> AssetPath:
+    """The asset path of a part of Shopfloor itself: ``<site>/_system/<part>/...``.
+
+    Each part is made path-safe (characters outside letters, digits, ``_.-`` become ``_``), so a
+    source called ``hot mill #1`` is stored as ``<site>/_system/sources/hot_mill__1``.
+    """
+    if not parts:
+        raise ValueError("system_asset needs at least one part below _system")
+    safe = [re.sub(r"[^A-Za-z0-9_.\-]", "_", p) or "_" for p in parts]
+    return AssetPath("/".join((site, SYSTEM_SEGMENT, *safe)))
+
+
 def now_ns() -> int:
     """Current UTC wall time in nanoseconds since the Unix epoch."""
     return time.time_ns()
@@ -57,12 +72,13 @@ class AssetPath(str):
 
 
 class SignalType(StrEnum):
-    """The data type a signal carries; all are stored as float64 in the historian."""
+    """The data type a signal carries: numbers are stored as float64, text as text."""
 
     FLOAT = "float"
     INT = "int"
     BOOL = "bool"
     STATE = "state"  # an enumerated state code, e.g. running=1
+    TEXT = "text"  # a string: an alarm text, a recipe or product name, a batch id
 
 
 class Quality(IntEnum):
@@ -98,12 +114,12 @@ class Sample(NamedTuple):
     """One value of one signal at one instant (UTC ns), with its quality.
 
     For single values at the edges (tests, the CLI, latest-value queries); the hot path
-    carries :class:`shopfloor.batch.SampleBatch` instead.
+    carries :class:`shopfloor.batch.SampleBatch` instead. A text signal's value is a ``str``.
     """
 
     asset: str
     signal: str
-    value: float
+    value: float | str
     ts_ns: int
     quality: Quality = Quality.GOOD
 
@@ -123,7 +139,14 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Something that happened to an asset at an instant."""
+    """Something that happened to an asset at an instant.
+
+    Its identity in a store is (asset, kind, key, ts_ns): ``key`` names what within the asset it is
+    about (a signal, a source, an OPC UA event type), from a bounded set, so two events of one asset
+    at one instant (two string tags polled together, a gap seen by two sources) never overwrite
+    each other. The stores number events that share all four within one write, so even those stay
+    apart; writing the same events again (a replay) stores them once.
+    """
 
     asset: str
     kind: EventKind
@@ -132,11 +155,17 @@ class Event:
     message: str = ""
     value: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if self.key and not self.key.isprintable():  # a tag in InfluxDB: no newline, no control bytes
+            raise ValueError(f"event key {self.key!r} holds a control character")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "asset": self.asset,
             "kind": str(self.kind),
+            "key": self.key,
             "ts_ns": self.ts_ns,
             "code": self.code,
             "message": self.message,
@@ -154,4 +183,5 @@ class Event:
             message=obj.get("message", "") or "",
             value=obj.get("value"),
             data=obj.get("data") or {},
+            key=obj.get("key", "") or "",
         )

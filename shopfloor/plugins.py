@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from shopfloor.connector import API_VERSION, ConnectorSpec
+
 GROUP = "shopfloor.connectors"
 
 
@@ -44,7 +46,6 @@ def available() -> list[PluginInfo]:
 
 def load(name: str) -> Any:
     """Import and check the connector class registered as ``name``."""
-    from connectors.base import API_VERSION, ConnectorSpec
 
     eps = [ep for ep in _entry_points() if ep.name == name]
     if not eps:

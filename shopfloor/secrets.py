@@ -8,6 +8,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Keys that name a secret's value. Written literally in a config they are refused, wherever they appear
+# (the historian block, any source's settings): a secret comes from ``<key>_env`` or ``<key>_file``.
+SECRET_KEYS = frozenset({"password", "token", "secret", "api_key", "private_key"})
+
+
+def literal_secret_message(key: str) -> str:
+    """The one explanation given wherever a config holds a secret's value."""
+    return (
+        f"secrets may not be written in the config: use {key}_env (an environment variable name) "
+        f"or {key}_file (a file path)"
+    )
+
 
 class SecretError(ValueError):
     """A configured secret could not be read; the message names where it was looked for."""

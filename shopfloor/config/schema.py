@@ -12,7 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shopfloor.config.historian_url import parse_url
 from shopfloor.model import ASSET_PATH_RE, SIGNAL_NAME_RE, SignalType
+from shopfloor.secrets import literal_secret_message
+
+# The historian block reads its secrets from password_env/_file (InfluxDB v1) and token_env/_file (v2).
+HISTORIAN_SECRET_KEYS = ("password", "token")
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -63,6 +68,12 @@ class SignalConfig(_Model):
                 "signal names start with a letter or '_' and hold letters, digits, '_', '.', '-'"
             )
         return v
+
+    @model_validator(mode="after")
+    def _text_has_no_range(self) -> SignalConfig:
+        if self.type == SignalType.TEXT and self.range is not None:
+            raise ValueError(f"signal {self.name!r} is text: a range has no meaning for it (remove 'range')")
+        return self
 
 
 class AssetConfig(_Model):
@@ -146,6 +157,13 @@ class RetryConfig(_Model):
     initial_ms: Annotated[int, Field(ge=1)] = 200
     max_ms: Annotated[int, Field(ge=1)] = 30_000
     multiplier: Annotated[float, Field(ge=1.0)] = 2.0
+    probe_interval_ms: Annotated[int, Field(ge=100, le=60_000)] = Field(
+        1000,
+        description=(
+            "While the store does not answer at all, ask its health endpoint this often and resume "
+            "as soon as it answers, instead of waiting out the backoff."
+        ),
+    )
 
 
 class HistorianConfig(_Model):
@@ -171,24 +189,26 @@ class HistorianConfig(_Model):
     health_interval_s: Annotated[float, Field(ge=0)] = Field(
         10.0, description="How often the writer stores its own counters (0 = never)."
     )
+    stop_timeout_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+        30.0,
+        description=(
+            "At stop, how long to wait for pending points to reach the store; what is left stays in "
+            "the spool for the next start. Not waited for while the store is unreachable."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _no_literal_secrets(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for key in ("password", "token"):
+            for key in HISTORIAN_SECRET_KEYS:
                 if key in data:
-                    raise ValueError(
-                        f"'{key}' may not be written in the config: use {key}_env "
-                        f"(an environment variable name) or {key}_file (a file path)"
-                    )
+                    raise ValueError(literal_secret_message(key))
         return data
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        from historian.url import parse_url  # the historian owns URL semantics
-
         parse_url(v)
         return v
 

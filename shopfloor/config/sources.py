@@ -10,22 +10,23 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shopfloor.config.errors import ConfigError, ConfigIssue
-from shopfloor.config.load import issue_at, issues_from_validation
+from shopfloor.config.issues import issue_at, issues_from_validation
 from shopfloor.config.schema import PlantConfig
 from shopfloor.config.yaml_source import LocatedDocument
 from shopfloor.plugins import PluginError, load
-
-SECRET_SETTING_KEYS = frozenset({"password", "token", "secret", "api_key", "private_key"})
+from shopfloor.secrets import SECRET_KEYS, literal_secret_message
 
 
 def validate_sources(cfg: PlantConfig, doc: LocatedDocument) -> dict[str, tuple[Any, BaseModel, list[Any]]]:
-    """Per enabled source: (connector class, settings, tags). Raises ConfigError with every issue."""
+    """Per enabled source: (connector class, settings, tags). Raises ConfigError with every issue.
+
+    Disabled sources are validated just the same (a misspelt key must not wait until the day
+    someone enables the source); they are only left out of the result.
+    """
     issues: list[ConfigIssue] = []
     out: dict[str, tuple[Any, BaseModel, list[Any]]] = {}
     signals = {(a.path, s.name) for a in cfg.assets for s in a.signals}
     for i, src in enumerate(cfg.sources):
-        if not src.enabled:
-            continue
         try:
             cls = load(src.connector)
         except PluginError as exc:
@@ -33,15 +34,8 @@ def validate_sources(cfg: PlantConfig, doc: LocatedDocument) -> dict[str, tuple[
             continue
         spec = cls.spec
         raw_settings = dict(src.settings)
-        for key in SECRET_SETTING_KEYS & set(raw_settings):  # a kernel rule, whatever the plugin says
-            issues.append(
-                issue_at(
-                    doc,
-                    ("sources", i, "settings", key),
-                    f"secrets may not be written in the config: use {key}_env (an environment "
-                    f"variable name) or {key}_file (a file path)",
-                )
-            )
+        for key in sorted(SECRET_KEYS & set(raw_settings)):  # a kernel rule, whatever the plugin says
+            issues.append(issue_at(doc, ("sources", i, "settings", key), literal_secret_message(key)))
             del raw_settings[key]
         try:
             settings = spec.settings_model.model_validate(raw_settings)
@@ -73,7 +67,7 @@ def validate_sources(cfg: PlantConfig, doc: LocatedDocument) -> dict[str, tuple[
                 if len(loc) >= 2 and loc[0] == "tags" and isinstance(loc[1], int):
                     loc = ("tags", tag_index[loc[1]], *loc[2:])
                 issues.append(issue_at(doc, ("sources", i, *loc), message))
-        if settings is not None:
+        if settings is not None and src.enabled:
             out[src.name] = (cls, settings, tags)
     if issues:
         raise ConfigError(issues)

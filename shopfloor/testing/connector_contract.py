@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
-from connectors.base import API_VERSION, Connector, ConnectorSpec, SourceContext
-from connectors.health import SourceHealth
 from shopfloor.batch import SampleBatch
 from shopfloor.config import ConfigError, parse_plant_config
 from shopfloor.config.sources import validate_sources
 from shopfloor.config.yaml_source import parse_yaml
+from shopfloor.connector import API_VERSION, Connector, ConnectorSpec, SourceContext
+from shopfloor.health import SourceHealth
 from shopfloor.model import Event, Signal
 
 
@@ -84,7 +84,7 @@ class ConnectorContract:
         return cls(ctx)
 
     @pytest.fixture
-    def device(self, tmp_path: Path):  # type: ignore[no-untyped-def]
+    def device(self, tmp_path: Path) -> Iterator[Path]:
         self.setup_device(tmp_path)
         yield tmp_path
         self.teardown_device()

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.base import Connector, ConnectorSpec, SettingsBase, Sink, TagBase
-from connectors.health import HealthTracker
 from historian.sqlite_store import SQLiteStore
 from historian.writer import HistorianWriter
-from shopfloor.acquire import Acquisition
+from shopfloor.app.acquisition import Acquisition
 from shopfloor.batch import SampleBatch
+from shopfloor.bus import Bus
 from shopfloor.config import parse_plant_config
-from shopfloor.model import now_ns
+from shopfloor.connector import Connector, ConnectorSpec, SettingsBase, Sink, TagBase
+from shopfloor.health import HealthTracker
+from shopfloor.model import EventKind, now_ns
 
 
 class Settings(SettingsBase):
@@ -93,6 +94,8 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
     cfg = parse_plant_config(CONFIG.replace("{tmp}", str(tmp_path)))
     writer = HistorianWriter(SQLiteStore(tmp_path / "h.db"), cfg.historian)
     await writer.start()
+    bus = Bus()
+    bus.attach("historian", writer.submit, writer.submit_events)
     good = Tag(asset="q/a/l/good", signal="n")
     bad = Tag(asset="q/a/l/bad", signal="n")
     sources = {
@@ -100,7 +103,7 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
         "raises": (RaisesOnStart, Settings(), [bad]),
         "dies": (RaisesInLoop, Settings(), [bad]),
     }
-    acq = Acquisition(cfg, sources, writer, state_dir=tmp_path / "state", health_interval_s=0.1,
+    acq = Acquisition(cfg, sources, bus, state_dir=tmp_path / "state", health_interval_s=0.1,
                       restart_initial_s=0.05, restart_max_s=0.2, watch_interval_s=0.05)  # fmt: skip
     await acq.start()
     await asyncio.sleep(1.5)
@@ -152,8 +155,10 @@ async def test_failed_items_are_in_health_and_in_the_health_batch(
     cfg = parse_plant_config(CONFIG.replace("{tmp}", str(tmp_path)))
     writer = HistorianWriter(SQLiteStore(tmp_path / "h.db"), cfg.historian)
     await writer.start()
+    bus = Bus()
+    bus.attach("historian", writer.submit, writer.submit_events)
     sources = {"opc": (OneItemFails, Settings(), [Tag(asset="q/a/l/good", signal="n")])}
-    acq = Acquisition(cfg, sources, writer, state_dir=tmp_path / "state", health_interval_s=0)
+    acq = Acquisition(cfg, sources, bus, state_dir=tmp_path / "state", health_interval_s=0)
     await acq.start()
     for _ in range(200):
         if acq.health()["opc"].state == "connected":
@@ -183,3 +188,38 @@ def test_item_restored_leaves_failed_items_and_is_logged_once(caplog: pytest.Log
         "source plc: item a not delivering: exception_02",
         "source plc: item a restored",
     ]
+
+
+async def test_a_restart_of_acquisition_records_the_hole_as_a_gap_per_source(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = parse_plant_config(CONFIG.replace("{tmp}", str(tmp_path)))
+    sources = {"good": (TickConnector, Settings(), [Tag(asset="q/a/l/good", signal="n")])}
+
+    async def run_once(seconds: float) -> None:
+        writer = HistorianWriter(SQLiteStore(tmp_path / "h.db"), cfg.historian)
+        await writer.start()
+        bus = Bus()
+        bus.attach("historian", writer.submit, writer.submit_events)
+        acq = Acquisition(
+            cfg, sources, bus, state_dir=tmp_path / "state", health_interval_s=0, mark_interval_s=0.05
+        )
+        await acq.start()
+        await asyncio.sleep(seconds)
+        await acq.stop()
+        await writer.stop()
+
+    await run_once(0.3)
+    await asyncio.sleep(0.5)  # acquisition is not running: nobody reads the source
+    await run_once(0.3)
+    store = SQLiteStore(tmp_path / "h.db")
+    frame = await store.query_raw("q/a/l/good", "n", 0, 2**62)
+    gaps = [e for e in await store.query_events(0, 2**62) if e.kind == EventKind.GAP]
+    await store.close()
+    restart = int(np.flatnonzero(np.diff(frame.value) < 0)[0]) + 1  # the counter starts again at 0
+    (gap,) = gaps
+    assert gap.asset == "q/a/l/good" and gap.code == "acquisition_restart" and gap.key == "good"
+    assert gap.data["from_ns"] == int(frame.ts[restart - 1])  # the last sample before the stop
+    assert gap.data["to_ns"] == gap.ts_ns == int(frame.ts[restart])  # the first one after the restart
+    assert gap.data["to_ns"] - gap.data["from_ns"] >= 500_000_000
+    assert sum("acquisition was not running" in r.getMessage() for r in caplog.records) == 1

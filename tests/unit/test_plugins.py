@@ -29,7 +29,7 @@ def fake_distribution(
 
 
 CONNECTOR = """
-from connectors.base import Connector, ConnectorSpec, SettingsBase, TagBase
+from shopfloor.connector import Connector, ConnectorSpec, SettingsBase, TagBase
 
 class Settings(SettingsBase):
     host: str

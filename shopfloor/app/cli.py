@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
+from historian.base import AGG_FNS
 from shopfloor import __version__
 from shopfloor.config import ConfigError, json_schema, load_plant_config
 from shopfloor.config.schema import PlantConfig
@@ -21,6 +24,17 @@ from shopfloor.config.schema import PlantConfig
 log = logging.getLogger("shopfloor")
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+LIBRARY_LOGGERS = ("asyncua", "pymodbus", "urllib3", "influxdb_client")
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Third-party libraries log at WARNING and above unless asked for (asyncua alone logs about
+    seven INFO lines per reconnect attempt); Shopfloor's own lines say what happened once."""
+    if not verbose:
+        for name in LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _load(path: str) -> PlantConfig:
@@ -59,16 +73,42 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 
 # -- acquisition and connectors ----------------------------------------------------------------
-def cmd_acquire(args: argparse.Namespace) -> int:
-    from shopfloor.acquire import run_acquire
+def _run(command: str, main: Coroutine[Any, Any, int]) -> int:
+    """Run a long-running command; a problem found while starting is one line on stderr, exit 2."""
+    from historian.spool import SpoolUnusable
+    from plant_simulator.service import PortUnavailable
+    from plant_simulator.state import StateError
+    from shopfloor.secrets import SecretError
 
     try:
-        return asyncio.run(
-            run_acquire(args.config, status_every_s=args.status_every, duration_s=args.duration)
-        )
+        return asyncio.run(main)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_CONFIG
+    except PortUnavailable as exc:
+        print(
+            f"shopfloor {command}: the virtual plant's {exc}: stop the program using it, or change the "
+            "port in the source's settings",
+            file=sys.stderr,
+        )
+    except (SpoolUnusable, SecretError, StateError) as exc:
+        print(f"shopfloor {command}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"shopfloor {command}: a port it must listen on is already in use ({exc.strerror}): stop the "
+            "other program, or change the port in the config",
+            file=sys.stderr,
+        )
+    return EXIT_CONFIG
+
+
+def cmd_acquire(args: argparse.Namespace) -> int:
+    from shopfloor.app.pipeline import run_acquire
+
+    return _run(
+        "acquire", run_acquire(args.config, status_every_s=args.status_every, duration_s=args.duration)
+    )
 
 
 def cmd_connectors_list(args: argparse.Namespace) -> int:
@@ -93,13 +133,9 @@ def cmd_connectors_list(args: argparse.Namespace) -> int:
 
 # -- demo / simulate -----------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from shopfloor.runtime import run_demo
+    from shopfloor.app.demo import run_demo
 
-    try:
-        return asyncio.run(run_demo(args.config, duration_s=args.duration, speed=args.speed))
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_CONFIG
+    return _run("demo", run_demo(args.config, duration_s=args.duration, speed=args.speed))
 
 
 def _simulator() -> object | None:
@@ -127,7 +163,7 @@ def cmd_spool_status(args: argparse.Namespace) -> int:
     spool = Spool(
         cfg.spool.dir, cfg.spool.max_bytes, cfg.spool.segment_bytes, cfg.spool.when_full, cfg.spool.fsync
     )
-    report = spool.open()
+    report = spool.open(readonly=True)  # beside a running writer: read, lock nothing, change nothing
     stats = spool.stats()
     spool.close()
     out = {
@@ -136,7 +172,7 @@ def cmd_spool_status(args: argparse.Namespace) -> int:
         "bytes": stats.bytes,
         "max_bytes": cfg.spool.max_bytes,
         "segments": stats.segments,
-        "torn_bytes_cut": report.torn_bytes,
+        "torn_bytes": report.torn_bytes,
         "quarantined_points": len(Quarantine(cfg.spool.dir)),
     }
     print(json.dumps(out, indent=2))
@@ -173,33 +209,52 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 # -- historian reads -----------------------------------------------------------------------------
 def cmd_historian(args: argparse.Namespace) -> int:
-    from historian.factory import open_store
+    from historian.errors import StoreError
+    from historian.factory import open_reader
+    from historian.reader import HistorianReader
+    from shopfloor.app.display import format_ts, format_value, json_value
     from shopfloor.model import now_ns
 
     cfg = _load(args.config).historian
 
+    def when(ts: int) -> str | int:
+        return ts if args.raw_time else format_ts(ts)
+
+    def emit(row: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps({k: json_value(v) for k, v in row.items()}, ensure_ascii=False))
+        else:
+            print("\t".join(format_value(v) if k == "value" else str(v) for k, v in row.items()))
+
     async def run() -> int:
-        store = open_store(cfg)
-        await store.open()
+        store = open_reader(cfg)  # reads only: creates no database and no file
         try:
-            if args.action == "series":
-                for key in await store.list_series():
-                    print(f"{key.asset}\t{key.signal}")
-            elif args.action == "latest":
-                for s in await store.latest(args.asset):
-                    print(f"{s.asset}\t{s.signal}\t{s.value:g}\t{s.quality.name}\t{s.ts_ns}")
-            else:
-                # the window ends at the series' newest sample (a simulator's clock may run ahead)
-                newest = [x.ts_ns for x in await store.latest(args.asset) if x.signal == args.signal]
-                end = newest[0] + 1 if newest else now_ns()
-                start = end - int(args.minutes * 60e9)
-                every = int(args.every * 1e9)
-                frame = await store.query_agg(args.asset, args.signal, start, end, every, args.fn)
-                for t, v in zip(frame.ts.tolist(), frame.value.tolist()):
-                    print(f"{t}\t{v:g}")
+            await store.open()
+            await show(store)
+        except StoreError as exc:
+            print(f"shopfloor historian: {exc}", file=sys.stderr)
+            return EXIT_FAIL
         finally:
             await store.close()
         return EXIT_OK
+
+    async def show(store: HistorianReader) -> None:
+        if args.action == "series":
+            for key in await store.list_series():
+                emit({"asset": key.asset, "signal": key.signal})
+        elif args.action == "latest":
+            for s in await store.latest(args.asset):
+                emit({"asset": s.asset, "signal": s.signal, "value": s.value,
+                      "quality": s.quality.name, "time": when(s.ts_ns)})  # fmt: skip
+        else:
+            # the window ends at the series' newest sample (a simulator's clock may run ahead)
+            newest = [x.ts_ns for x in await store.latest(args.asset) if x.signal == args.signal]
+            end = newest[0] + 1 if newest else now_ns()
+            start = end - int(args.minutes * 60e9)
+            every = int(args.every * 1e9)
+            frame = await store.query_agg(args.asset, args.signal, start, end, every, args.fn)
+            for t, v in zip(frame.ts.tolist(), frame.value.tolist()):
+                emit({"time": when(t), "value": v})
 
     return asyncio.run(run())
 
@@ -212,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"shopfloor {__version__}")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the INFO lines of the libraries underneath (asyncua, pymodbus, urllib3)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     cfg = sub.add_parser("config", help="check a plant config or print its JSON Schema")
@@ -281,11 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--config", required=True)
     hist.add_argument("--asset")
     hist.add_argument("--signal")
-    hist.add_argument("--fn", default="mean", choices=["mean", "min", "max", "last", "count"])
+    hist.add_argument("--fn", default="mean", choices=list(AGG_FNS))
     hist.add_argument(
         "--minutes", type=float, default=60.0, help="query: how far back from the newest sample"
     )
     hist.add_argument("--every", type=float, default=60.0, help="query: bucket width in seconds")
+    hist.add_argument("--json", action="store_true", help="one JSON object per line")
+    hist.add_argument(
+        "--raw-time", action="store_true", help="print UTC nanoseconds since the epoch instead of ISO 8601"
+    )
     hist.set_defaults(func=cmd_historian)
     return p
 
@@ -296,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(verbose=args.verbose or args.log_level == "DEBUG")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_OK

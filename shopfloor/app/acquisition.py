@@ -1,32 +1,32 @@
-"""The acquisition service: runs every configured source's connector and streams into the writer.
+"""The acquisition service: runs every configured source's connector and publishes onto the bus.
 
 One failing source never stops the others: a connector that raises is marked failed and restarted
-with backoff. Per-source health is readable in-process and stored under ``<site>/_system/sources/``.
+with backoff. Per-source health is readable in-process and published under ``<site>/_system/sources/``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import random
-import re
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Connector, SourceContext
-from connectors.health import SourceHealth
-from historian.factory import open_store
-from historian.writer import HistorianWriter
+from shopfloor.backoff import Backoff
 from shopfloor.batch import SampleBatch
+from shopfloor.bus import Bus
 from shopfloor.config.load import validate_document
 from shopfloor.config.schema import PlantConfig
 from shopfloor.config.sources import validate_sources
 from shopfloor.config.yaml_source import load_yaml
-from shopfloor.model import Event, Signal, now_ns
+from shopfloor.connector import Connector, SourceContext
+from shopfloor.health import SourceHealth, SourceState
+from shopfloor.model import Event, EventKind, Quality, Signal, now_ns, system_asset
 
 log = logging.getLogger("shopfloor.acquire")
 
@@ -41,21 +41,62 @@ def load_plant(path: str | Path) -> tuple[PlantConfig, ResolvedSources]:
 
 
 class SourceSink:
-    """What one source's connector emits into: counts and hands on to the writer, never blocks."""
+    """What one source's connector emits into: counts and publishes onto the bus, never blocks.
 
-    def __init__(self, name: str, writer: HistorianWriter) -> None:
+    It remembers the newest Good source timestamp it passed on (kept on disk by the acquisition
+    service as the source's *mark*). Given the mark of a previous run, the first Good data of this
+    run closes the hole in between with a GAP event per asset, as a PLC outage does.
+    """
+
+    def __init__(
+        self, name: str, bus: Bus, assets: Sequence[str] = (), gap_from_ns: int | None = None
+    ) -> None:
         self.name = name
-        self.writer = writer
+        self.bus = bus
+        self.assets = sorted(set(assets))
         self.samples = 0
         self.events = 0
+        self.newest_good_ns: int | None = None
+        self.gap_from_ns = gap_from_ns
 
     def emit(self, batch: SampleBatch) -> None:
         self.samples += len(batch)
-        self.writer.submit(batch)
+        self.bus.publish(batch)
+        if not len(batch):
+            return
+        good = batch.quality == Quality.GOOD
+        if not good.any():
+            return
+        ts = batch.ts[good]
+        newest = int(ts.max())
+        if self.newest_good_ns is None or newest > self.newest_good_ns:
+            self.newest_good_ns = newest
+        if self.gap_from_ns is not None:
+            start, self.gap_from_ns = self.gap_from_ns, None
+            self._record_restart_gap(start, int(ts.min()))
+
+    def _record_restart_gap(self, from_ns: int, to_ns: int) -> None:
+        if to_ns <= from_ns or not self.assets:
+            return
+        seconds = (to_ns - from_ns) / 1e9
+        msg = f"source {self.name}: no data for {seconds:.1f} s (acquisition was not running)"
+        data = {"source": self.name, "from_ns": from_ns, "to_ns": to_ns}
+        self.emit_events(
+            [
+                Event(a, EventKind.GAP, to_ns, "acquisition_restart", msg, data=data, key=self.name)
+                for a in self.assets
+            ]
+        )
+        log.warning(
+            "source %s: gap of %.1f s recorded for %d assets (acquisition was not running)",
+            self.name,
+            seconds,
+            len(self.assets),
+        )
 
     def emit_events(self, events: Sequence[Event]) -> None:
         self.events += len(events)
-        self.writer.submit_events(events)
+        self.bus.publish_events(events)
 
 
 @dataclass
@@ -77,27 +118,29 @@ class _Crashed(Exception):
     """A started connector reported itself failed (one of its tasks crashed)."""
 
 
-def _segment(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name) or "_"
-
-
 class Acquisition:
-    """Start with ``await start()``; ``health()`` any time; ``await stop()`` drains every source."""
+    """Start with ``await start()``; ``health()`` any time; ``await stop()`` drains every source.
+
+    A service (start / stop / status): the producer of the live stream, stopped first.
+    """
+
+    name = "acquisition"
 
     def __init__(
         self,
         cfg: PlantConfig,
         sources: ResolvedSources,
-        writer: HistorianWriter,
+        bus: Bus,
         *,
         state_dir: str | Path = "var/state",
         health_interval_s: float = 10.0,
         restart_initial_s: float = 1.0,
         restart_max_s: float = 60.0,
         watch_interval_s: float = 1.0,
+        mark_interval_s: float = 1.0,
     ) -> None:
         self.cfg = cfg
-        self.writer = writer
+        self.bus = bus
         self.state_dir = Path(state_dir)
         self.health_interval_s = health_interval_s
         self.restart_initial_s, self.restart_max_s = restart_initial_s, restart_max_s
@@ -107,10 +150,16 @@ class Acquisition:
             for a in cfg.assets
             for s in a.signals
         }
+        self.mark_interval_s = mark_interval_s
+        self.marks_file = self.state_dir / "acquisition" / "marks.json"
+        marks = self._read_marks()
         self._sources = {
-            name: _Running(name, cls, settings, tags, SourceSink(name, writer))
+            name: _Running(
+                name, cls, settings, tags, SourceSink(name, bus, [t.asset for t in tags], marks.get(name))
+            )
             for name, (cls, settings, tags) in sources.items()
         }
+        self._mark_task: asyncio.Task[None] | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -119,6 +168,46 @@ class Acquisition:
             run.task = asyncio.create_task(self._supervise(run), name=f"source-{run.name}")
         if self.health_interval_s > 0:
             self._health_task = asyncio.create_task(self._health_loop(), name="source-health")
+        if self.mark_interval_s > 0:
+            self._mark_task = asyncio.create_task(self._mark_loop(), name="source-marks")
+
+    # -- marks: the newest good source time per source, so a restart can record the hole --------
+    def _read_marks(self) -> dict[str, int]:
+        try:
+            raw = json.loads(self.marks_file.read_text(encoding="utf-8"))
+            return {str(k): int(v) for k, v in raw.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("ignoring unreadable %s (%s): no restart gaps this time", self.marks_file, exc)
+            return {}
+
+    def write_marks(self) -> None:
+        """Atomically replace the marks file (write, fsync, rename)."""
+        marks = self._read_marks()
+        changed = False
+        for name, run in self._sources.items():
+            newest = run.sink.newest_good_ns
+            if newest is not None and marks.get(name) != newest:
+                marks[name] = newest
+                changed = True
+        if not changed:
+            return
+        try:
+            self.marks_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.marks_file.with_suffix(".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(marks, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.marks_file)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.marks_file, exc)
+
+    async def _mark_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.mark_interval_s)
+            self.write_marks()
 
     async def _supervise(self, run: _Running) -> None:
         """Start the connector and watch it; if it raises or reports a crash, restart it with backoff.
@@ -126,9 +215,8 @@ class Acquisition:
         The failure count (and the backoff) resets only after the connector ran healthy for
         ``restart_max_s``, so a crash loop backs off instead of flooding the log.
         """
-        delay = self.restart_initial_s
+        backoff = Backoff(self.restart_initial_s, self.restart_max_s, rng=random.Random(hash(run.name)))
         started_at = 0.0
-        rng = random.Random(hash(run.name))
         while not self._stopping:
             try:
                 ctx = SourceContext(
@@ -146,7 +234,7 @@ class Acquisition:
                 if run.failures:
                     log.warning("source %s: started after %d failed attempts", run.name, run.failures)
                 # Watch it: a connector whose own task crashed reports state "failed"; restart it.
-                while not self._stopping and run.connector.health().state != "failed":
+                while not self._stopping and run.connector.health().state != SourceState.FAILED:
                     await asyncio.sleep(self.watch_interval_s)
                 if self._stopping:
                     return
@@ -160,7 +248,8 @@ class Acquisition:
                 if not isinstance(exc, _Crashed):
                     run.carried_errors["start_failed"] = run.carried_errors.get("start_failed", 0) + 1
                 if run.started and asyncio.get_running_loop().time() - started_at > self.restart_max_s:
-                    run.failures, delay = 0, self.restart_initial_s  # it had been healthy a while
+                    run.failures = 0  # it had been healthy a while
+                    backoff.reset()
                 run.failures += 1
                 run.started = False
                 run.last_error = str(exc) if isinstance(exc, _Crashed) else f"{type(exc).__name__}: {exc}"
@@ -172,8 +261,7 @@ class Acquisition:
                     if run.connector is not None:
                         await asyncio.wait_for(run.connector.stop(), 5)
                 run.connector = None
-                await asyncio.sleep(delay / 2 + rng.uniform(0, delay / 2))
-                delay = min(self.restart_max_s, delay * 2)
+                await asyncio.sleep(backoff.next())
 
     def health(self) -> dict[str, SourceHealth]:
         """Per source: the running connector's health, with the error counts and last error of
@@ -190,7 +278,7 @@ class Acquisition:
                 out[name] = SourceHealth(
                     source=name,
                     connected=False,
-                    state="failed" if run.failures else "starting",
+                    state=SourceState.FAILED if run.failures else SourceState.STARTING,
                     last_good_ns=None,
                     last_source_ts_ns=None,
                     samples=run.sink.samples,
@@ -204,7 +292,7 @@ class Acquisition:
         keys: list[tuple[str, str]] = []
         values: list[float] = []
         for name, h in self.health().items():
-            asset = f"{self.cfg.site}/_system/sources/{_segment(name)}"
+            asset = system_asset(self.cfg.site, "sources", name)
             age = h.data_age_s
             for signal_name, v in (
                 ("connected", float(h.connected)),
@@ -219,21 +307,22 @@ class Acquisition:
                 keys.append((asset, signal_name))
                 values.append(v)
         ts = now_ns()
-        quality = [2 if v != v else 0 for v in values]  # NaN (no data yet) is Bad
+        quality = [Quality.BAD if v != v else Quality.GOOD for v in values]  # NaN (no data yet) is Bad
         return SampleBatch.from_columns(keys, range(len(keys)), [ts] * len(keys), values, quality)
 
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.health_interval_s)
-            self.writer.submit(self.health_batch())
+            self.bus.publish(self.health_batch())
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop every connector (each drains what it read); a stuck one is abandoned after the timeout."""
         self._stopping = True
-        if self._health_task:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+        for task in (self._health_task, self._mark_task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for run in self._sources.values():
             if run.task and not run.task.done():
                 run.task.cancel()
@@ -249,50 +338,11 @@ class Acquisition:
                 log.error("source %s: stop failed: %s", run.name, exc)
 
         await asyncio.gather(*(stop_one(r) for r in self._sources.values()))
+        self.write_marks()  # after the drain: the newest data any connector emitted
 
-
-async def run_acquire(config_path: str | Path, *, status_every_s: float = 10.0, duration_s: float = 0) -> int:
-    """``shopfloor acquire``: run until SIGINT/SIGTERM (or ``duration_s``), then flush and exit."""
-    cfg, sources = load_plant(config_path)
-    if not sources:
-        log.error("no enabled sources in %s: nothing to acquire", config_path)
-        return 2
-    store = open_store(cfg.historian)
-    writer = HistorianWriter(
-        store, cfg.historian, health_asset=f"{cfg.site}/_system/shopfloor/historian-writer"
-    )
-    await writer.start()
-    acq = Acquisition(cfg, sources, writer)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await acq.start()
-    log.info("acquiring from %d sources: %s", len(sources), ", ".join(sources))
-    started = loop.time()
-    try:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), status_every_s)
-            for name, h in acq.health().items():
-                log.info(
-                    "source %s: %s, %d samples, %.0f/s, errors %s, reconnects %d, failed items %d",
-                    name, h.state, h.samples, h.samples_per_s, h.errors or 0, h.reconnects, len(h.failed_items),
-                )  # fmt: skip
-            if duration_s and loop.time() - started >= duration_s:
-                break
-    finally:
-        log.info("stopping: draining connectors, then flushing the historian writer")
-        await acq.stop()
-        await writer.flush(30)
-        await writer.stop()
-        s = writer.stats()
-        log.info(
-            "stopped: produced=%d written=%d pending=%d dropped=%d",
-            s.produced,
-            s.written,
-            s.pending,
-            s.dropped_total,
+    def status(self) -> str | None:
+        return "\n".join(
+            f"source {name}: {h.state}, {h.samples} samples, {h.samples_per_s:.0f}/s, errors "
+            f"{h.errors or 0}, reconnects {h.reconnects}, failed items {len(h.failed_items)}"
+            for name, h in self.health().items()
         )
-    return 0

@@ -1,27 +1,35 @@
-"""The runtime that wires subsystems together in one process: the demo pipeline.
+"""The demo: the whole pipeline in one process, as services on one runner.
 
-``run_demo`` serves the virtual plant over OPC UA/Modbus, reads it through the connectors and
-stores it through the historian writer, printing the counters as it goes.
+The virtual plant serves OPC UA/Modbus, acquisition reads it through the real connectors onto the
+bus, and the historian writer stores it; for a plant with no sources, the model feeds the bus directly.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from historian.factory import open_store
-from historian.writer import HistorianWriter
+from plant_simulator.service import (
+    DEFAULT_STATE_DIR,
+    SimulatorOptions,
+    SimulatorService,
+    plant_for,
+    resume_start_ns,
+)
+from plant_simulator.state import ClockLease
+from shopfloor.app.acquisition import Acquisition, load_plant
+from shopfloor.app.pipeline import leave, live_stream
 from shopfloor.batch import SampleBatch
+from shopfloor.bus import Bus
 from shopfloor.config.schema import PlantConfig
 from shopfloor.model import SignalType, now_ns
+from shopfloor.service import Service, ServiceRunner
 
 log = logging.getLogger(__name__)
 
@@ -118,99 +126,105 @@ def _endpoint_ports(cfg: PlantConfig) -> tuple[int, int]:
     return opcua, modbus
 
 
+class ModelFeed:
+    """For a plant with no enabled sources: the model's samples go onto the bus directly, in
+    simulated time running ``speed`` times ahead of the wall clock, from ``start_ns`` on.
+
+    Like the simulator it reserves the simulated time it serves in ``state_dir`` first, so a
+    restart resumes after it and never overwrites what an earlier run stored.
+    """
+
+    name = "model-feed"
+
+    def __init__(
+        self, source: Source, bus: Bus, speed: float, start_ns: int, state_dir: Path | None = None
+    ) -> None:
+        self.source, self.bus, self.speed, self.start_ns = source, bus, speed, start_ns
+        self.lease = ClockLease(state_dir, max(10**9, int(10 * speed * 1e9))) if state_dir else None
+        self.published = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="model-feed")
+
+    async def _run(self) -> None:
+        sim_ns = self.start_ns
+        loop = asyncio.get_running_loop()
+        while True:
+            tick = loop.time()
+            nxt = sim_ns + int(self.speed * 1e9)
+            if self.lease is not None:
+                await asyncio.to_thread(self.lease.reserve_sync, nxt)
+            batch = self.source(sim_ns, nxt)
+            self.bus.publish(batch)
+            self.published += len(batch)
+            if self.lease is not None and len(batch):
+                self.lease.served(int(batch.ts.max()))
+            sim_ns = nxt
+            await asyncio.sleep(max(0.0, 1.0 - (loop.time() - tick)))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.lease is not None:
+            self.lease.close()
+
+    def status(self) -> str | None:
+        return f"model feed: {self.published} samples"
+
+
 async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float = 60.0) -> int:
     """The whole pipeline in one process, until Ctrl-C (or ``duration_s``).
 
     The virtual plant serves OPC UA/Modbus on the ports the config's sources name, the acquisition
     service reads them through the real connectors, the writer stores into the configured historian.
-    If the config has no enabled sources, the plant model feeds the writer directly instead.
+    If the config has no enabled sources, the plant model feeds the bus directly instead.
     """
-    from shopfloor.acquire import Acquisition, load_plant
-
     cfg, sources = load_plant(config_path)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # the simulator's demo endpoints are unsecured on purpose; asyncua warns about that at length
         logging.getLogger("asyncua").setLevel(logging.ERROR)
-    store = open_store(cfg.historian)
-    writer = HistorianWriter(
-        store, cfg.historian, health_asset=f"{cfg.site}/_system/shopfloor/historian-writer"
-    )
-    await writer.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    writer, bus = live_stream(cfg)
+    store = writer.store
     url = getattr(store, "url", None)
     where = url.redacted() if url is not None else getattr(store, "path", store.name)
     print(f"Shopfloor demo: plant {cfg.name or cfg.site}, {len(cfg.assets)} assets, historian {where}")
 
-    sim_task: asyncio.Task[None] | None = None
-    acq: Acquisition | None = None
-    feed: Source | None = None
+    services: list[Service] = [writer, bus]
+    # the plant resumes after the simulated time earlier runs served (kept in var/state/simulator),
+    # so a second demo never overwrites what the first one stored
+    start = resume_start_ns(DEFAULT_STATE_DIR, now_ns())
     if sources:
-        from plant_simulator import cli as sim_cli
-        from plant_simulator.clock import parse_start
-
         opcua_port, modbus_port = _endpoint_ports(cfg)
-        parser = argparse.ArgumentParser()
-        sim_cli.add_arguments(parser)
-        sim_args = parser.parse_args(
-            ["--config", str(config_path), "--speed", f"{speed:g}",
-             "--opcua-port", str(opcua_port), "--modbus-port", str(modbus_port)]
-        )  # fmt: skip
-        plant = sim_cli.build_plant(sim_args, parse_start("now"))
-        sim_task = asyncio.create_task(sim_cli.serve(plant, sim_args), name="plant-simulator")
-        await asyncio.sleep(1.0)  # let the servers bind before the connectors dial in
-        if sim_task.done():
-            sim_task.result()  # e.g. a port already in use: show why
-        acq = Acquisition(cfg, sources, writer)
-        await acq.start()
+        plant = plant_for(cfg, start_ns=start)
+        options = SimulatorOptions(
+            speed=speed, opcua_port=opcua_port, modbus_port=modbus_port, state_dir=DEFAULT_STATE_DIR
+        )
+        services += [SimulatorService(plant, options), Acquisition(cfg, sources, bus)]
         print(
             f"Virtual plant at {speed:g}x: OPC UA on 127.0.0.1:{opcua_port or '-'}, Modbus TCP on "
             f"127.0.0.1:{modbus_port or '-'}; acquiring from: {', '.join(sources)}"
         )
+        print(
+            f"Simulated time runs {speed:g}x ahead of the wall clock: one minute here is {speed:g} "
+            "simulated minutes, and the historian holds simulated timestamps (`historian query "
+            "--minutes` counts back from the newest sample)."
+        )
     else:
-        feed = simulator_source(cfg, start_ns=now_ns()) or synthetic_source(cfg)
+        feed = simulator_source(cfg, start_ns=start) or synthetic_source(cfg)
+        services.append(ModelFeed(feed, bus, speed, start, DEFAULT_STATE_DIR))
         print(f"No enabled sources: the plant model feeds the historian directly at {speed:g}x.")
     print(f"Ctrl-C stops. Spool: {Path(cfg.historian.spool.dir).resolve()}", flush=True)
 
-    sim_ns = now_ns()
-    started = last_report = loop.time()
-    try:
-        while not stop.is_set():
-            tick = loop.time()
-            if feed is not None:
-                nxt = sim_ns + int(speed * 1e9)
-                writer.submit(feed(sim_ns, nxt))
-                sim_ns = nxt
-            if tick - last_report >= 5:
-                last_report = tick
-                s = writer.stats()
-                line = (
-                    f"historian: produced={s.produced} written={s.written} pending={s.pending} "
-                    f"spooled={s.spooled} dropped={s.dropped_total} quarantined={s.quarantined} state={s.state}"
-                )
-                if acq is not None:
-                    line += "".join(
-                        f" | {n}: {h.state} {h.samples_per_s:.0f}/s" for n, h in acq.health().items()
-                    )
-                print(line, flush=True)
-            if duration_s and tick - started >= duration_s:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(0.0, 1.0 - (loop.time() - tick)))
-    finally:
-        if acq is not None:
-            await acq.stop()
-        if sim_task is not None:
-            sim_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sim_task
-        await writer.flush(10)
-        await writer.stop()
-        s = writer.stats()
-        print(
-            f"stopped: produced={s.produced} written={s.written} pending={s.pending} dropped={s.dropped_total}"
-        )
-    return 0
+    runner = ServiceRunner(
+        services, status_every_s=5.0, duration_s=duration_s, report=lambda line: print(line, flush=True)
+    )
+    code = await runner.run()
+    s = writer.stats()
+    print(
+        f"stopped: produced={s.produced} written={s.written} pending={s.pending} "
+        f"dropped={s.dropped_total} quarantined={s.quarantined}"
+    )
+    return leave(code)
