@@ -1,61 +1,58 @@
-"""The store interface every historian backend implements, and the frames queries return.
+"""The store interface every historian backend implements: the reader plus the write path.
 
-Writes are split into encode (CPU, no I/O) and send (I/O) so the writer can overlap them.
+Writes are split into encode (CPU, no I/O) and send (I/O) so the writer can overlap them. The read
+methods, the frames they return and the aggregate names live in ``historian.reader``.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-
+from historian.reader import AGG_FNS, AggFn, HistorianReader, SeriesFrame, check_agg
 from shopfloor.batch import SampleBatch
-from shopfloor.model import Event, EventKind, Sample, SeriesKey
+from shopfloor.model import Event
 
-AggFn = Literal["mean", "min", "max", "last", "count"]
-AGG_FNS: tuple[str, ...] = ("mean", "min", "max", "last", "count")
+__all__ = [
+    "AGG_FNS",
+    "EVENTS_MEASUREMENT",
+    "AggFn",
+    "HistorianReader",
+    "SeriesFrame",
+    "Store",
+    "check_agg",
+    "event_seqs",
+]
 
 EVENTS_MEASUREMENT = "_shopfloor_events"
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesFrame:
-    """One series over time: timestamps (UTC ns), values, and quality (raw queries only)."""
-
-    ts: np.ndarray  # int64
-    value: np.ndarray  # float64 (NaN = no value)
-    quality: np.ndarray | None = None  # uint8, raw queries
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-
-class Store(ABC):
+class Store(HistorianReader):
     """A time-series store. Backends raise StoreUnavailable or StoreRejected, nothing else, on write."""
 
-    name: str = "store"
-
-    async def open(self) -> None:  # noqa: B027 - optional hook
-        """Connect or create what is needed; may raise StoreUnavailable."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
-
-    # -- writing -------------------------------------------------------------------------------
     @abstractmethod
     def encode_samples(self, batch: SampleBatch) -> Any:
         """Turn a batch into this store's wire payload (pure CPU, no I/O)."""
 
     @abstractmethod
-    def encode_events(self, events: Sequence[Event]) -> Any:
-        """Turn events into this store's wire payload."""
+    def encode_events(self, events: Sequence[Event], seqs: Sequence[int] | None = None) -> Any:
+        """Turn events into this store's wire payload, numbered by ``event_seqs(events)``.
+
+        ``seqs`` overrides the numbering: a part of a write sent again on its own (a refused batch
+        being bisected) must keep the numbers it had in the whole write.
+        """
 
     @abstractmethod
     async def send(self, payload: Any) -> None:
         """Deliver an encoded payload; return only once the store acknowledged it."""
+
+    async def ping(self) -> bool:
+        """Cheap health check while the writer waits out an outage: True when the store answers.
+
+        The default says yes (an embedded store); network stores ask their health endpoint.
+        """
+        return True
 
     async def write_samples(self, batch: SampleBatch) -> None:
         """Encode and send directly, without the writer's spool (tools and tests)."""
@@ -66,50 +63,19 @@ class Store(ABC):
         if events:
             await self.send(self.encode_events(events))
 
-    # -- reading -------------------------------------------------------------------------------
-    @abstractmethod
-    async def query_raw(
-        self, asset: str, signal: str, start_ns: int, end_ns: int, limit: int | None = None
-    ) -> SeriesFrame:
-        """Samples with start_ns <= ts < end_ns in time order."""
 
-    @abstractmethod
-    async def query_agg(
-        self,
-        asset: str,
-        signal: str,
-        start_ns: int,
-        end_ns: int,
-        every_ns: int,
-        fn: AggFn,
-        include_bad: bool = False,
-    ) -> SeriesFrame:
-        """One value per time bucket (buckets aligned to the epoch, empty buckets omitted).
+def event_seqs(events: Sequence[Event]) -> list[int]:
+    """Each event's ``seq``: how many earlier events of this write share its (asset, kind, key, ts).
 
-        Computed by the store. Bad-quality samples are left out unless ``include_bad``.
-        """
-
-    @abstractmethod
-    async def latest(self, asset: str | None = None) -> list[Sample]:
-        """The last sample of every series (of one asset, if given)."""
-
-    @abstractmethod
-    async def list_series(self) -> list[SeriesKey]:
-        """Every series the store holds, sorted."""
-
-    @abstractmethod
-    async def query_events(
-        self,
-        start_ns: int,
-        end_ns: int,
-        asset: str | None = None,
-        kind: EventKind | None = None,
-    ) -> list[Event]:
-        """Events with start_ns <= ts < end_ns in time order."""
-
-
-def check_agg(fn: str, every_ns: int) -> None:
-    if fn not in AGG_FNS:
-        raise ValueError(f"unknown aggregate {fn!r}; expected one of {', '.join(AGG_FNS)}")
-    if every_ns <= 0:
-        raise ValueError("every_ns must be positive")
+    An event is stored under (asset, kind, key, ts_ns, seq): events that share the first four in one
+    write stay apart (0, 1, 2, … in order), and the same list written again (a replay) lands on the
+    same identities, so it is stored once.
+    """
+    seen: dict[tuple[str, str, str, int], int] = {}
+    out = []
+    for e in events:
+        ident = (e.asset, str(e.kind), e.key, int(e.ts_ns))
+        n = seen.get(ident, 0)
+        seen[ident] = n + 1
+        out.append(n)
+    return out

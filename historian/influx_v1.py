@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import base64
 
-from historian.errors import StoreUnavailable
+from historian.errors import StoreRejected, StoreUnavailable
 from historian.influx_common import InfluxStore, classify_http
 from historian.influxql import ident
-from historian.url import StoreURL
+from shopfloor.config.historian_url import StoreURL
 
 
 class InfluxV1Store(InfluxStore):
@@ -43,7 +43,16 @@ class InfluxV1Store(InfluxStore):
         if status != 204:
             raise StoreUnavailable(f"ping {self.url.base_url}: HTTP {status}")
         if self.create_database:
+            await self._create_database()
+
+    async def _create_database(self) -> None:
+        """CREATE DATABASE; a refusal (no admin rights) is reported as unavailable, to be retried."""
+        try:
             await self.query(f"CREATE DATABASE {ident(self.url.database)}")
+        except StoreRejected as exc:
+            raise StoreUnavailable(
+                f"{exc}; create database {self.url.database!r} or give the user the right to"
+            ) from exc
 
     async def send(self, payload: bytes) -> None:
         if not payload:
@@ -53,5 +62,5 @@ class InfluxV1Store(InfluxStore):
         if status == 204:
             return
         if status == 404 and "database not found" in body and self.create_database:
-            await self.query(f"CREATE DATABASE {ident(self.url.database)}")
+            await self._create_database()
         raise classify_http(status, body, headers, "write")

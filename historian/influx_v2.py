@@ -15,7 +15,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from historian.errors import StoreUnavailable
 from historian.influx_common import InfluxStore, classify_http
-from historian.url import StoreURL
+from shopfloor.config.historian_url import StoreURL
 
 
 class InfluxV2Store(InfluxStore):
@@ -37,7 +37,10 @@ class InfluxV2Store(InfluxStore):
 
     def _write_blocking(self, payload: bytes) -> None:
         self._write_api.write(
-            bucket=self.url.database, org=self.url.org, record=payload, write_precision=WritePrecision.NS
+            bucket=self.url.database,
+            org=self.url.org,
+            record=payload,
+            write_precision=WritePrecision.NS,  # type: ignore[arg-type]  # its stub types NS as str
         )
 
     async def send(self, payload: bytes) -> None:
@@ -47,11 +50,11 @@ class InfluxV2Store(InfluxStore):
             await asyncio.to_thread(self._write_blocking, payload)
         except ApiException as exc:
             if not exc.status:
-                raise StoreUnavailable(f"write: {exc.reason}") from exc
+                raise StoreUnavailable(f"write: {exc.reason}", unreachable=True) from exc
             body = exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body or exc.reason)
             raise classify_http(int(exc.status or 0), body, exc.headers, "write") from exc
         except (Urllib3Error, OSError) as exc:
-            raise StoreUnavailable(f"write: {type(exc).__name__}: {exc}") from exc
+            raise StoreUnavailable(f"write: {type(exc).__name__}: {exc}", unreachable=True) from exc
 
     async def close(self) -> None:
         await super().close()

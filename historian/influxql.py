@@ -13,7 +13,7 @@ import numpy as np
 from historian.base import EVENTS_MEASUREMENT, SeriesFrame, check_agg
 from shopfloor.model import Event, EventKind, Quality, Sample, SeriesKey
 
-_FN = {"mean": "mean", "min": "min", "max": "max", "last": "last", "count": "count"}
+# Every name in historian.reader.AGG_FNS is also the InfluxQL function of that name.
 
 
 def ident(name: str) -> str:
@@ -39,7 +39,7 @@ def duration(ns: int) -> str:
 
 def raw_query(asset: str, signal: str, start_ns: int, end_ns: int, limit: int | None) -> str:
     q = (
-        f'SELECT "value", "quality" FROM {ident(asset)} WHERE "signal" = {literal(signal)} '
+        f'SELECT "value", "quality", "text" FROM {ident(asset)} WHERE "signal" = {literal(signal)} '
         f"AND time >= {int(start_ns)} AND time < {int(end_ns)} ORDER BY time ASC"
     )
     return q + (f" LIMIT {int(limit)}" if limit else "")
@@ -51,7 +51,7 @@ def agg_query(
     check_agg(fn, every_ns)
     quality = "" if include_bad else ' AND "quality" < 2'
     return (
-        f'SELECT {_FN[fn]}("value") FROM {ident(asset)} WHERE "signal" = {literal(signal)}{quality} '
+        f'SELECT {fn}("value") FROM {ident(asset)} WHERE "signal" = {literal(signal)}{quality} '
         f"AND time >= {int(start_ns)} AND time < {int(end_ns)} "
         f"GROUP BY time({duration(int(every_ns))}) fill(none)"
     )
@@ -61,7 +61,7 @@ def latest_query(asset: str | None) -> str:
     source = ident(asset) if asset else "/^[^_]/"
     # The selector is on quality, which every point has: a newest point without a value (NaN, Bad)
     # must come back as such, not be skipped in favour of an older good value.
-    return f'SELECT last("quality") AS "quality", "value" FROM {source} GROUP BY "signal"'
+    return f'SELECT last("quality") AS "quality", "value", "text" FROM {source} GROUP BY "signal"'
 
 
 def events_query(start_ns: int, end_ns: int, asset: str | None, kind: EventKind | None) -> str:
@@ -72,7 +72,7 @@ def events_query(start_ns: int, end_ns: int, asset: str | None, kind: EventKind 
         cond += f' AND "kind" = {literal(str(kind))}'
     return (
         f'SELECT "code", "message", "value", "data" FROM {ident(EVENTS_MEASUREMENT)} '
-        f'WHERE {cond} GROUP BY "asset", "kind" ORDER BY time ASC'
+        f'WHERE {cond} GROUP BY "asset", "kind", "key", "seq" ORDER BY time ASC'
     )
 
 
@@ -105,10 +105,13 @@ def frame_from(series: list[dict[str, Any]], with_quality: bool) -> SeriesFrame:
         return SeriesFrame(np.empty(0, np.int64), np.empty(0, np.float64), empty)
     ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     value = np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64)
-    quality = None
+    quality = text = None
     if with_quality:
         quality = np.array([int(Quality.BAD) if r[2] is None else r[2] for r in rows], dtype=np.uint8)
-    return SeriesFrame(ts, value, quality)
+        if any(len(r) > 3 and r[3] is not None for r in rows):  # the text column of a raw query
+            text = np.empty(len(rows), dtype=object)
+            text[:] = [r[3] if len(r) > 3 else None for r in rows]
+    return SeriesFrame(ts, value, quality, text)
 
 
 def samples_from_latest(series: list[dict[str, Any]]) -> list[Sample]:
@@ -116,9 +119,12 @@ def samples_from_latest(series: list[dict[str, Any]]) -> list[Sample]:
     for s in series:
         asset = s["name"]
         signal = s.get("tags", {}).get("signal", "")
-        for ts, quality, value in s.get("values", []):
+        for row in s.get("values", []):
+            ts, quality, value = row[:3]
+            text = row[3] if len(row) > 3 else None
             q = Quality(int(quality)) if quality is not None else Quality.BAD
-            out.append(Sample(asset, signal, float("nan") if value is None else float(value), int(ts), q))
+            v: float | str = text if text is not None else float("nan") if value is None else float(value)
+            out.append(Sample(asset, signal, v, int(ts), q))
     out.sort(key=lambda x: (x.asset, x.signal))
     return out
 
@@ -157,23 +163,29 @@ def _split_series_key(key: str) -> tuple[str, dict[str, str]]:
 
 
 def events_from(series: list[dict[str, Any]]) -> list[Event]:
-    out = []
+    """Events of every (asset, kind, key, seq) series, ordered by (ts, asset, kind, key, seq)."""
+    rows: list[tuple[int, str, str, str, int, Event]] = []
     for s in series:
-        tags = s.get("tags", {})
+        tags = s.get("tags") or {}
+        asset = tags.get("asset") or ""
+        kind = EventKind(tags.get("kind") or "system")
+        key = tags.get("key") or ""
+        seq = int(tags.get("seq") or 0)
         cols = s["columns"]
         for row in s.get("values", []):
             r = dict(zip(cols, row, strict=True))
             data = json.loads(r["data"]) if r.get("data") else {}
-            out.append(
-                Event(
-                    asset=tags.get("asset", ""),
-                    kind=EventKind(tags.get("kind", "system")),
-                    ts_ns=int(r["time"]),
-                    code=r.get("code") or "",
-                    message=r.get("message") or "",
-                    value=r.get("value"),
-                    data=data,
-                )
+            ts = int(r["time"])
+            event = Event(
+                asset=asset,
+                kind=kind,
+                ts_ns=ts,
+                code=r.get("code") or "",
+                message=r.get("message") or "",
+                value=r.get("value"),
+                data=data,
+                key=key,
             )
-    out.sort(key=lambda e: e.ts_ns)
-    return out
+            rows.append((ts, asset, str(kind), key, seq, event))
+    rows.sort(key=lambda r: r[:5])
+    return [r[5] for r in rows]

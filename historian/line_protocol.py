@@ -1,6 +1,9 @@
 """InfluxDB line protocol for sample batches and events, built a whole batch at a time.
 
-Schema: measurement = asset path, tag ``signal``, fields ``value`` (float) and ``quality`` (int).
+Schema: measurement = asset path, tag ``signal``, fields ``value`` (float) and ``quality`` (int);
+a text signal's point carries the string field ``text`` instead of ``value``.
+Events: measurement ``_shopfloor_events``, tags ``asset``, ``kind``, ``key`` (when not empty) and
+``seq`` (when > 0), string fields ``code``, ``message``, ``data`` (JSON) and float field ``value``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from itertools import chain
 
 import numpy as np
 
-from historian.base import EVENTS_MEASUREMENT
+from historian.base import EVENTS_MEASUREMENT, event_seqs
 from shopfloor.batch import SampleBatch
 from shopfloor.model import Event, SeriesKey
 
@@ -72,24 +75,33 @@ class LineEncoder:
         values = repr(batch.value.tolist())[1:-1].split(", ")
         fields = _QUALITY_FIELD[batch.quality]
         finite = np.isfinite(batch.value)
-        if finite.all():
+        if finite.all() and batch.text is None:
             pieces = zip(prefix.tolist(), values, fields.tolist(), batch.ts.tolist())
             fmt = "%svalue=%s%s%d\n" * n
             return (fmt % tuple(chain.from_iterable(pieces))).encode()
-        # Rare path: rows without a finite value.
+        # Rare path: rows without a finite value, and text rows (field ``text`` instead of ``value``).
         vals = np.array(values, dtype=object)
         vals[finite] = "value=" + vals[finite]
         vals[~finite] = ""
-        fields = np.where(finite, fields, _QUALITY_ONLY[batch.quality])
+        has_field = finite
+        if batch.text is not None:
+            is_text = np.array([t is not None for t in batch.text.tolist()], dtype=bool)
+            vals[is_text] = [f"text={escape_string_field(t)}" for t in batch.text[is_text].tolist()]
+            has_field = finite | is_text
+        fields = np.where(has_field, fields, _QUALITY_ONLY[batch.quality])
         pieces = zip(prefix.tolist(), vals.tolist(), fields.tolist(), batch.ts.tolist())
         fmt = "%s%s%s%d\n" * n
         return (fmt % tuple(chain.from_iterable(pieces))).encode()
 
 
-def encode_events(events: Sequence[Event]) -> bytes:
-    """Events go to one measurement tagged by asset and kind; text goes in string fields."""
+def encode_events(events: Sequence[Event], seqs: Sequence[int] | None = None) -> bytes:
+    """Events go to one measurement tagged by asset, kind, key and seq; text goes in string fields.
+
+    ``key`` is left out when empty and ``seq`` when 0, so an event that needs neither lands in the
+    same series as before they existed (``asset`` + ``kind``). ``seqs`` defaults to ``event_seqs``.
+    """
     lines = []
-    for e in events:
+    for e, seq in zip(events, event_seqs(events) if seqs is None else seqs, strict=True):
         fields = [
             f"code={escape_string_field(e.code)}",
             f"message={escape_string_field(e.message)}",
@@ -99,8 +111,12 @@ def encode_events(events: Sequence[Event]) -> bytes:
         if e.data:
             data = json.dumps(e.data, separators=(",", ":"), ensure_ascii=False, default=str)
             fields.append(f"data={escape_string_field(data)}")
-        lines.append(
-            f"{EVENTS_MEASUREMENT},asset={escape_tag(e.asset)},kind={escape_tag(str(e.kind))} "
-            f"{','.join(fields)} {int(e.ts_ns)}"
-        )
+        # tags in key order (asset, key, kind, seq), as InfluxDB sorts them
+        tags = f"{EVENTS_MEASUREMENT},asset={escape_tag(e.asset)}"
+        if e.key:
+            tags += f",key={escape_tag(e.key)}"
+        tags += f",kind={escape_tag(str(e.kind))}"
+        if seq:
+            tags += f",seq={seq}"
+        lines.append(f"{tags} {','.join(fields)} {int(e.ts_ns)}")
     return ("\n".join(lines) + "\n").encode() if lines else b""

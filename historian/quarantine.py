@@ -25,12 +25,13 @@ class QuarantineEntry:
     reason: str
     sample: Sample | None = None
     event: Event | None = None
+    seq: int = 0  # an event's number within its write (see historian.base.event_seqs)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at_ns": self.at_ns, "reason": self.reason}
         if self.sample is not None:
             s = self.sample
-            value = s.value if math.isfinite(s.value) else None
+            value = s.value if isinstance(s.value, str) or math.isfinite(s.value) else None
             out["sample"] = {
                 "asset": s.asset,
                 "signal": s.signal,
@@ -40,6 +41,8 @@ class QuarantineEntry:
             }
         if self.event is not None:
             out["event"] = self.event.to_json()
+            if self.seq:
+                out["seq"] = self.seq
         return out
 
     @classmethod
@@ -47,11 +50,12 @@ class QuarantineEntry:
         sample = event = None
         if "sample" in obj:
             s = obj["sample"]
-            value = float("nan") if s["value"] is None else float(s["value"])
+            raw = s["value"]
+            value: float | str = float("nan") if raw is None else raw if isinstance(raw, str) else float(raw)
             sample = Sample(s["asset"], s["signal"], value, int(s["ts_ns"]), s["quality"])
         if "event" in obj:
             event = Event.from_json(obj["event"])
-        return cls(int(obj["at_ns"]), obj.get("reason", ""), sample, event)
+        return cls(int(obj["at_ns"]), obj.get("reason", ""), sample, event, int(obj.get("seq", 0)))
 
 
 class Quarantine:
@@ -62,9 +66,11 @@ class Quarantine:
         at = now_ns()
         self._append([QuarantineEntry(at, reason, sample=s) for s in batch.to_samples()])
 
-    def add_events(self, events: Sequence[Event], reason: str) -> None:
+    def add_events(self, events: Sequence[Event], reason: str, seqs: Sequence[int] | None = None) -> None:
+        """Keep refused events with the ``seq`` each had in its write, so a retry lands on the same identity."""
         at = now_ns()
-        self._append([QuarantineEntry(at, reason, event=e) for e in events])
+        numbers = list(seqs) if seqs is not None else [0] * len(events)
+        self._append([QuarantineEntry(at, reason, event=e, seq=n) for e, n in zip(events, numbers)])
 
     def _append(self, entries: list[QuarantineEntry]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,10 +111,10 @@ class Quarantine:
                 if entry.sample is not None:
                     await store.write_samples(SampleBatch.from_samples([entry.sample]))
                 if entry.event is not None:
-                    await store.write_events([entry.event])
+                    await store.send(store.encode_events([entry.event], [entry.seq]))
                 written += 1
             except StoreRejected as exc:
-                kept.append(QuarantineEntry(entry.at_ns, str(exc), entry.sample, entry.event))
+                kept.append(QuarantineEntry(entry.at_ns, str(exc), entry.sample, entry.event, entry.seq))
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             for e in kept:

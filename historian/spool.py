@@ -7,6 +7,8 @@ Segments rotate by size; the total is bounded, with a stated policy when full; a
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import struct
@@ -29,6 +31,11 @@ MAX_PAYLOAD = 1 << 30
 KIND_SAMPLES = 1
 KIND_EVENTS = 2
 FLAG_SPOOLED = 1  # appended while the store was unreachable
+
+
+class SpoolUnusable(Exception):
+    """The spool directory cannot be used (not writable, or in use by another process); the message
+    names the directory, the cause and the fix, in one line."""
 
 
 @dataclass(slots=True)
@@ -121,11 +128,63 @@ class Spool:
         self._cursor_dirty = False
         self._cursor_fd: int | None = None
         self._disk_error = False
+        self._lock_fd: int | None = None
+        self.readonly = False
         self.recovery = RecoveryReport()
 
     # -- life cycle ----------------------------------------------------------------------------
-    def open(self) -> RecoveryReport:
-        """Scan existing segments, cut torn tails, restore the cursor; create the dir if needed."""
+    def open(self, readonly: bool = False) -> RecoveryReport:
+        """Lock the directory, scan existing segments, cut torn tails, restore the cursor.
+
+        One process at a time: a second one is refused with :class:`SpoolUnusable` (never two
+        writers on one log). ``readonly`` only reads (no lock, nothing cut or written): for
+        ``shopfloor spool status`` beside a running writer.
+        """
+        self.readonly = readonly
+        if not readonly:
+            self._lock()
+        try:
+            return self._open()
+        except OSError as exc:
+            self.close()
+            raise SpoolUnusable(self._explain(exc)) from None
+
+    def _explain(self, exc: OSError) -> str:
+        cause = exc.strerror or str(exc)
+        where = f"spool directory {self.dir.resolve()}"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            fix = "give the user running Shopfloor write access to it, or set historian.spool.dir to a directory it owns"
+        elif exc.errno == errno.EROFS:
+            fix = "set historian.spool.dir to a directory on a writable file system"
+        elif exc.errno == errno.ENOSPC:
+            fix = "free space on its file system or set historian.spool.dir elsewhere"
+        else:
+            fix = "check the path, or set historian.spool.dir to a writable directory"
+        return f"{where} is not usable ({cause}): {fix}"
+
+    def _lock(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SpoolUnusable(self._explain(exc)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise SpoolUnusable(
+                f"spool directory {self.dir.resolve()} is in use by another Shopfloor process (pid {holder}): "
+                "stop it first, or give this one its own historian.spool.dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _open(self) -> RecoveryReport:
+        if self.readonly and not self.dir.is_dir():
+            self.recovery = RecoveryReport()
+            return self.recovery
         self.dir.mkdir(parents=True, exist_ok=True)
         seqs = sorted(int(p.stem) for p in self.dir.glob("*.seg") if p.stem.isdigit())
         cursor = self._load_cursor()
@@ -135,11 +194,15 @@ class Spool:
         for seq in seqs:
             path = self._path(seq)
             if seq < cursor.seq:
-                path.unlink(missing_ok=True)  # fully acknowledged before the last stop
+                if not self.readonly:
+                    path.unlink(missing_ok=True)  # fully acknowledged before the last stop
                 continue
             seg = Segment(seq, path)
             good_end, torn = self._scan(seg, cursor if seq == cursor.seq else None, report)
-            if torn:
+            if torn and self.readonly:
+                report.torn_bytes += torn
+                report.torn_segments += 1
+            elif torn:
                 log.warning("spool %s: cut %d torn bytes at offset %d", path.name, torn, good_end)
                 with open(path, "r+b") as f:
                     f.truncate(good_end)
@@ -150,7 +213,8 @@ class Spool:
             self.segments.append(seg)
         if not self.segments:
             self.segments.append(Segment(cursor.seq, self._path(cursor.seq)))
-            self._path(cursor.seq).touch()
+            if not self.readonly:
+                self._path(cursor.seq).touch()
         head = self.segments[0]
         if cursor.seq != head.seq:
             cursor = Position(head.seq, 0)
@@ -161,14 +225,20 @@ class Spool:
         report.points = self.pending_points
         last = self.segments[-1]
         self._recovery_end = (last.seq, last.size)
-        self._append_fd = os.open(last.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.peak_bytes = self.bytes
+        self.peak_bytes = self.size_bytes
         self.recovery = report
-        self._write_cursor()
+        if not self.readonly:
+            self._append_fd = os.open(last.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._write_cursor()
         return report
 
     def close(self) -> None:
-        self.sync()
+        if not self.readonly:
+            with contextlib.suppress(OSError):
+                self.sync()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
         if self._append_fd is not None:
             os.close(self._append_fd)
             self._append_fd = None
@@ -229,7 +299,7 @@ class Spool:
 
     # -- accounting ----------------------------------------------------------------------------
     @property
-    def bytes(self) -> int:
+    def size_bytes(self) -> int:
         return sum(s.size for s in self.segments)
 
     @property
@@ -242,7 +312,7 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         return SpoolStats(
-            bytes=self.bytes,
+            bytes=self.size_bytes,
             segments=len(self.segments),
             pending_points=self.pending_points,
             unread_points=self.unread_points,
@@ -282,7 +352,7 @@ class Spool:
             self._disk_error = False
         active.size += size
         active.points += count
-        self.peak_bytes = max(self.peak_bytes, self.bytes)
+        self.peak_bytes = max(self.peak_bytes, self.size_bytes)
         if self.fsync_policy == FsyncPolicy.ALWAYS:
             os.fsync(self._append_fd)
         else:
@@ -300,7 +370,7 @@ class Spool:
         return seg
 
     def _make_room(self, size: int) -> bool:
-        while self.bytes + size > self.max_bytes:
+        while self.size_bytes + size > self.max_bytes:
             if self.when_full == WhenFull.DROP_NEWEST:
                 return False
             victim = self._oldest_droppable()

@@ -2,12 +2,17 @@
 
 Writes run on one thread and reads on another, so queries never stall acquisition and another
 process (the dashboard) can read while this one writes.
+
+Events are keyed on (asset, kind, key, ts, seq). A file made before ``key`` and ``seq`` existed
+(events keyed on asset, kind, ts) is migrated in place when a store opens it for writing; a
+read-only store (``create=False``) reads either schema.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -17,14 +22,31 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from historian.base import AggFn, SeriesFrame, Store, check_agg
+from historian.base import AGG_FNS, AggFn, SeriesFrame, Store, check_agg, event_seqs
 from historian.errors import StoreRejected, StoreUnavailable
 from shopfloor.batch import SampleBatch
 from shopfloor.model import Event, EventKind, Quality, Sample, SeriesKey
 
 T = TypeVar("T")
 
-SCHEMA = """
+EVENTS_DDL = """
+CREATE TABLE {table} (
+    asset TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL DEFAULT '',
+    ts INTEGER NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    value REAL,
+    data TEXT,
+    PRIMARY KEY (asset, kind, key, ts, seq)
+) WITHOUT ROWID
+"""
+EVENTS_KEY = ("asset", "kind", "key", "ts", "seq")
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     asset TEXT NOT NULL,
@@ -36,27 +58,34 @@ CREATE TABLE IF NOT EXISTS samples (
     ts INTEGER NOT NULL,
     value REAL,
     quality INTEGER NOT NULL,
+    text TEXT,
     PRIMARY KEY (series_id, ts)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    asset TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    code TEXT NOT NULL,
-    message TEXT NOT NULL,
-    value REAL,
-    data TEXT,
-    PRIMARY KEY (asset, kind, ts)
-) WITHOUT ROWID;
+"""
+    + EVENTS_DDL.format(table="IF NOT EXISTS events").strip()
+    + """;
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
-
-INSERT_SAMPLES = "INSERT OR REPLACE INTO samples (series_id, ts, value, quality) VALUES (?, ?, ?, ?)"
-INSERT_EVENTS = (
-    "INSERT OR REPLACE INTO events (asset, kind, ts, code, message, value, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
+INSERT_SAMPLES = "INSERT OR REPLACE INTO samples (series_id, ts, value, quality) VALUES (?, ?, ?, ?)"
+# A text signal's row: its value is NULL and its string in ``text`` (REPLACE leaves no stale text).
+INSERT_TEXT = "INSERT OR REPLACE INTO samples (series_id, ts, value, quality, text) VALUES (?, ?, NULL, ?, ?)"
+# Same identity, same row: a replay of the same events overwrites them with themselves.
+INSERT_EVENTS = (
+    "INSERT OR REPLACE INTO events (asset, kind, key, ts, seq, code, message, value, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_EVENTS = "SELECT asset, kind, key, ts, code, message, value, data FROM events"
+# Files from before key and seq (read-only stores do not migrate them).
+SELECT_EVENTS_V1 = "SELECT asset, kind, '', ts, code, message, value, data FROM events"
+EVENTS_ORDER = " ORDER BY ts, asset, kind, key, seq"
+EVENTS_ORDER_V1 = " ORDER BY ts, asset, kind"
+
 _AGG_SQL = {"mean": "AVG(value)", "min": "MIN(value)", "max": "MAX(value)", "count": "COUNT(value)"}
+assert set(_AGG_SQL) | {"last"} == set(AGG_FNS), "every aggregate needs its SQL"
+
+log = logging.getLogger(__name__)
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -67,11 +96,57 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def migrate_samples(conn: sqlite3.Connection) -> bool:
+    """Give a ``samples`` table from before text signals its ``text`` column (NULL for old rows)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(samples)")}
+    if "text" in columns:
+        return False
+    conn.execute("ALTER TABLE samples ADD COLUMN text TEXT")
+    return True
+
+
+def migrate_events(conn: sqlite3.Connection) -> int:
+    """Re-key an ``events`` table from an older schema on (asset, kind, key, ts, seq), in place.
+
+    Old rows get ``key = ''`` and ``seq = 0``. One transaction: a crash leaves the old table as it
+    was. Returns how many rows were moved (0 when the table already has the current key).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        info = conn.execute("PRAGMA table_info(events)").fetchall()
+        columns = {row[1] for row in info}
+        pk = tuple(name for _, name in sorted((row[5], row[1]) for row in info if row[5]))
+        if not info or pk == EVENTS_KEY:
+            conn.execute("COMMIT")
+            return 0
+        key = "key" if "key" in columns else "''"
+        conn.execute("DROP TABLE IF EXISTS events_migrating")
+        conn.execute(EVENTS_DDL.format(table="events_migrating"))
+        # OR REPLACE: an old table keyed otherwise could hold rows that now share an identity.
+        cur = conn.execute(
+            "INSERT OR REPLACE INTO events_migrating (asset, kind, key, ts, seq, code, message, value, data) "
+            f"SELECT asset, kind, {key}, ts, 0, code, message, value, data FROM events"
+        )
+        moved = cur.rowcount
+        conn.execute("DROP TABLE events")
+        conn.execute("ALTER TABLE events_migrating RENAME TO events")
+        conn.execute("CREATE INDEX IF NOT EXISTS events_ts ON events (ts)")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return moved
+
+
 class SQLiteStore(Store):
+    """``create=False`` makes a read-only store (``open_reader``): it never creates or migrates the file."""
+
     name = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = str(path)
+        self.create = create
         self._wx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
         self._rx = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
         self._w: sqlite3.Connection | None = None
@@ -85,15 +160,29 @@ class SQLiteStore(Store):
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     async def open(self) -> None:
-        await self._on(self._wx, self._open_blocking)
+        if self.create:
+            await self._on(self._wx, self._open_blocking)
 
     def _open_blocking(self) -> None:
         if self._w is not None:
             return
+        if not self.create:
+            raise StoreRejected(
+                f"sqlite {self.path}: opened read-only (open_reader); use open_store to write"
+            )
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._w = connect(self.path)
             self._w.executescript(SCHEMA)
+            if migrate_samples(self._w):
+                log.warning("sqlite %s: samples table given a text column for text signals", self.path)
+            moved = migrate_events(self._w)
+            if moved:
+                log.warning(
+                    "sqlite %s: events table re-keyed on (asset, kind, key, ts, seq); %d rows kept",
+                    self.path,
+                    moved,
+                )
             self._ids = {
                 SeriesKey(a, s): i for i, a, s in self._w.execute("SELECT id, asset, signal FROM series")
             }
@@ -124,13 +213,18 @@ class SQLiteStore(Store):
             lut = np.fromiter((ids[k] for k in batch.keys), dtype=np.int64, count=len(batch.keys))
         except KeyError:
             return ("samples", batch)
+        if batch.text is not None:
+            return ("samples", batch)  # text rows take their own statement (rare; on the writer thread)
         return (
             "rows",
             zip(lut[batch.series].tolist(), batch.ts.tolist(), _values(batch), batch.quality.tolist()),
         )
 
-    def encode_events(self, events: Sequence[Event]) -> tuple[str, Sequence[Event]]:
-        return ("events", events)
+    def encode_events(
+        self, events: Sequence[Event], seqs: Sequence[int] | None = None
+    ) -> tuple[str, list[tuple[Any, ...]]]:
+        numbers = event_seqs(events) if seqs is None else seqs
+        return ("events", [_event_row(e, seq) for e, seq in zip(events, numbers, strict=True)])
 
     async def send(self, payload: tuple[str, Any]) -> None:
         await self._on(self._wx, self._send_blocking, payload)
@@ -147,7 +241,7 @@ class SQLiteStore(Store):
             elif kind == "samples":
                 self._insert_samples(conn, data)
             else:
-                conn.executemany(INSERT_EVENTS, [_event_row(e) for e in data])
+                conn.executemany(INSERT_EVENTS, data)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK")
@@ -175,9 +269,25 @@ class SQLiteStore(Store):
                     ).fetchone()
                 ids[key] = sid
             lut[i] = sid
+        sids = lut[batch.series]
+        if batch.text is None:
+            conn.executemany(
+                INSERT_SAMPLES, zip(sids.tolist(), batch.ts.tolist(), _values(batch), batch.quality.tolist())
+            )
+            return
+        is_text = np.array([t is not None for t in batch.text.tolist()], dtype=bool)
+        num = batch.take(~is_text)
         conn.executemany(
-            INSERT_SAMPLES,
-            zip(lut[batch.series].tolist(), batch.ts.tolist(), _values(batch), batch.quality.tolist()),
+            INSERT_SAMPLES, zip(sids[~is_text].tolist(), num.ts.tolist(), _values(num), num.quality.tolist())
+        )
+        conn.executemany(
+            INSERT_TEXT,
+            zip(
+                sids[is_text].tolist(),
+                batch.ts[is_text].tolist(),
+                batch.quality[is_text].tolist(),
+                batch.text[is_text].tolist(),
+            ),
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -188,30 +298,48 @@ class SQLiteStore(Store):
             self._r = connect(self.path)
         return self._r
 
-    async def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        def run() -> list[tuple[Any, ...]]:
+    async def _read(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        convert: Callable[[list[tuple[Any, ...]]], T],
+        legacy_sql: str | None = None,
+    ) -> T:
+        """``convert`` applied to the rows of ``sql``, both on the read thread (the loop only waits).
+
+        ``legacy_sql`` is run instead on a file with the old events schema (read-only stores).
+        """
+
+        def run() -> T:
             try:
-                return self._reader().execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):
-                    return []
-                raise
+                try:
+                    rows = self._reader().execute(sql, params).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" in str(exc):
+                        rows = []
+                    elif legacy_sql is not None and "no such column" in str(exc):
+                        rows = self._reader().execute(legacy_sql, params).fetchall()
+                    else:
+                        raise
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
+            return convert(rows)
 
         return await self._on(self._rx, run)
 
     async def query_raw(
         self, asset: str, signal: str, start_ns: int, end_ns: int, limit: int | None = None
     ) -> SeriesFrame:
-        sql = (
-            "SELECT ts, value, quality FROM samples JOIN series ON series.id = samples.series_id "
+        where = (
+            "FROM samples JOIN series ON series.id = samples.series_id "
             "WHERE asset = ? AND signal = ? AND ts >= ? AND ts < ? ORDER BY ts"
         )
         params: list[Any] = [asset, signal, int(start_ns), int(end_ns)]
         if limit:
-            sql += " LIMIT ?"
+            where += " LIMIT ?"
             params.append(int(limit))
-        rows = await self._read(sql, params)
-        return _frame(rows, with_quality=True)
+        sql, legacy = "SELECT ts, value, quality, text " + where, "SELECT ts, value, quality, NULL " + where
+        return await self._read(sql, params, _raw_frame, legacy)
 
     async def query_agg(
         self,
@@ -232,48 +360,41 @@ class SQLiteStore(Store):
             f"SELECT (ts / ?) * ? AS bucket, {agg} FROM samples JOIN series ON series.id = samples.series_id "
             f"WHERE {where} GROUP BY bucket ORDER BY bucket"
         )
-        rows = await self._read(
-            sql, [int(every_ns), int(every_ns), asset, signal, int(start_ns), int(end_ns)]
-        )
-        return _frame([(r[0], r[1]) for r in rows], with_quality=False)
+        params = [int(every_ns), int(every_ns), asset, signal, int(start_ns), int(end_ns)]
+        return await self._read(sql, params, _agg_frame)
 
     async def latest(self, asset: str | None = None) -> list[Sample]:
-        sql = (
-            "SELECT asset, signal, value, MAX(ts), quality FROM samples "
-            "JOIN series ON series.id = samples.series_id "
+        rest = (
+            "FROM samples JOIN series ON series.id = samples.series_id "
             + ("WHERE asset = ? " if asset else "")
             + "GROUP BY series_id ORDER BY asset, signal"
         )
-        rows = await self._read(sql, [asset] if asset else [])
-        return [
-            Sample(a, s, float("nan") if v is None else float(v), int(t), Quality(q))
-            for a, s, v, t, q in rows
-        ]
+        sql = "SELECT asset, signal, value, MAX(ts), quality, text " + rest
+        legacy = "SELECT asset, signal, value, MAX(ts), quality, NULL " + rest
+        return await self._read(sql, [asset] if asset else [], _samples, legacy)
 
     async def list_series(self) -> list[SeriesKey]:
-        rows = await self._read(
+        return await self._read(
             "SELECT asset, signal FROM series WHERE EXISTS "
             "(SELECT 1 FROM samples WHERE series_id = series.id) ORDER BY asset, signal",
             [],
+            _series_keys,
         )
-        return [SeriesKey(a, s) for a, s in rows]
 
     async def query_events(
         self, start_ns: int, end_ns: int, asset: str | None = None, kind: EventKind | None = None
     ) -> list[Event]:
-        sql = "SELECT asset, kind, ts, code, message, value, data FROM events WHERE ts >= ? AND ts < ?"
+        where = " WHERE ts >= ? AND ts < ?"
         params: list[Any] = [int(start_ns), int(end_ns)]
         if asset:
-            sql += " AND asset = ?"
+            where += " AND asset = ?"
             params.append(asset)
         if kind:
-            sql += " AND kind = ?"
+            where += " AND kind = ?"
             params.append(str(kind))
-        rows = await self._read(sql + " ORDER BY ts", params)
-        return [
-            Event(a, EventKind(k), int(t), c, m, v, json.loads(d) if d else {})
-            for a, k, t, c, m, v, d in rows
-        ]
+        return await self._read(
+            SELECT_EVENTS + where + EVENTS_ORDER, params, _events, SELECT_EVENTS_V1 + where + EVENTS_ORDER_V1
+        )
 
 
 def _values(batch: SampleBatch) -> list[float | None]:
@@ -283,10 +404,38 @@ def _values(batch: SampleBatch) -> list[float | None]:
     return values
 
 
-def _event_row(e: Event) -> tuple[Any, ...]:
+def _event_row(e: Event, seq: int) -> tuple[Any, ...]:
     value = e.value if e.value is not None and math.isfinite(e.value) else None
     data = json.dumps(e.data, separators=(",", ":"), ensure_ascii=False, default=str) if e.data else None
-    return (e.asset, str(e.kind), int(e.ts_ns), e.code, e.message, value, data)
+    return (e.asset, str(e.kind), e.key, int(e.ts_ns), seq, e.code, e.message, value, data)
+
+
+def _raw_frame(rows: list[tuple[Any, ...]]) -> SeriesFrame:
+    return _frame(rows, with_quality=True)
+
+
+def _agg_frame(rows: list[tuple[Any, ...]]) -> SeriesFrame:
+    return _frame(rows, with_quality=False)  # (bucket, value[, max ts]): the first two columns
+
+
+def _samples(rows: list[tuple[Any, ...]]) -> list[Sample]:
+    return [
+        Sample(
+            a, s, text if text is not None else float("nan") if v is None else float(v), int(t), Quality(q)
+        )
+        for a, s, v, t, q, text in rows
+    ]
+
+
+def _series_keys(rows: list[tuple[Any, ...]]) -> list[SeriesKey]:
+    return [SeriesKey(a, s) for a, s in rows]
+
+
+def _events(rows: list[tuple[Any, ...]]) -> list[Event]:
+    return [
+        Event(a, EventKind(k), int(t), c, m, v, json.loads(d) if d else {}, key=key)
+        for a, k, key, t, c, m, v, d in rows
+    ]
 
 
 def _frame(rows: list[tuple[Any, ...]], with_quality: bool) -> SeriesFrame:
@@ -294,4 +443,8 @@ def _frame(rows: list[tuple[Any, ...]], with_quality: bool) -> SeriesFrame:
     ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
     value = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=n)
     quality = np.fromiter((r[2] for r in rows), dtype=np.uint8, count=n) if with_quality else None
-    return SeriesFrame(ts, value, quality)
+    text = None
+    if with_quality and any(r[3] is not None for r in rows):
+        text = np.empty(n, dtype=object)
+        text[:] = [r[3] for r in rows]
+    return SeriesFrame(ts, value, quality, text)

@@ -15,17 +15,26 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
-from historian.base import Store
+from historian.base import Store, event_seqs
 from historian.errors import StoreRejected, StoreUnavailable
 from historian.quarantine import Quarantine
 from historian.spool import FLAG_SPOOLED, KIND_EVENTS, KIND_SAMPLES, Record, Spool
+from shopfloor.backoff import Backoff
 from shopfloor.batch import SampleBatch
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.model import Event, now_ns
 
 log = logging.getLogger(__name__)
+
+
+class WriterState(StrEnum):
+    STARTING = "starting"
+    ONLINE = "online"  # the store acknowledged the last batch
+    OUTAGE = "outage"  # the store is unreachable; everything waits in the spool
+    STOPPED = "stopped"
 
 
 @dataclass
@@ -44,7 +53,7 @@ class WriterStats:
     retries: int = 0
     batches: int = 0
     splits: int = 0  # extra requests made to isolate refused points
-    state: str = "starting"  # starting | online | outage | stopped
+    state: WriterState = WriterState.STARTING
     last_error: str = ""
     spool_bytes: int = 0
     spool_peak_bytes: int = 0
@@ -63,25 +72,6 @@ class WriterStats:
         return d
 
 
-class Backoff:
-    """Exponential backoff with jitter (half fixed, half random), honouring Retry-After."""
-
-    def __init__(self, initial_s: float, max_s: float, multiplier: float, rng: random.Random) -> None:
-        self.initial_s, self.max_s, self.multiplier, self.rng = initial_s, max_s, multiplier, rng
-        self.attempt = 0
-
-    def next(self, retry_after_s: float | None = None) -> float:
-        base = min(self.max_s, self.initial_s * self.multiplier**self.attempt)
-        self.attempt += 1
-        delay = base / 2 + self.rng.uniform(0, base / 2)
-        if retry_after_s is not None:
-            delay = max(delay, min(retry_after_s, self.max_s * 4))
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 @dataclass
 class _Prepared:
     records: list[Record]
@@ -95,7 +85,12 @@ class _Prepared:
 
 
 class HistorianWriter:
-    """Use ``await start()``, then ``submit()`` from anywhere in the loop, then ``await stop()``."""
+    """Use ``await start()``, then ``submit()`` from anywhere in the loop, then ``await stop()``.
+
+    A service (start / stop / status), and the bus's first, lossless subscriber.
+    """
+
+    name = "historian-writer"
 
     def __init__(
         self,
@@ -113,12 +108,15 @@ class HistorianWriter:
         self.health_asset = health_asset
         self._s = WriterStats()
         rc = self.config.retry
-        self._backoff = Backoff(rc.initial_ms / 1000, rc.max_ms / 1000, rc.multiplier, random.Random(seed))
+        self._backoff = Backoff(
+            rc.initial_ms / 1000, max(rc.max_ms, rc.initial_ms) / 1000, rc.multiplier, random.Random(seed)
+        )
         self._wake = asyncio.Event()
         self._stop_now = asyncio.Event()
         self._stopping = False
         self._flushing = 0
         self._outage = False
+        self._episode: dict[str, int] | None = None  # the outage being waited out or replayed
         self._opened = False
         self._started = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,13 +151,9 @@ class HistorianWriter:
             self._append(KIND_EVENTS, payload, len(part))
 
     def stats(self) -> WriterStats:
-        sp = self.spool.stats() if self._started else None
-        s = replace(self._s, dropped=dict(self._s.dropped))
-        if sp is not None:
-            s.pending = sp.pending_points
-            s.spool_bytes = sp.bytes
-            s.spool_peak_bytes = sp.peak_bytes
-        return s
+        if self._started:
+            self._snapshot_spool()
+        return replace(self._s, dropped=dict(self._s.dropped))
 
     async def flush(self, timeout_s: float = 30.0) -> bool:
         """Send everything now; True once the spool is empty, False if the timeout came first."""
@@ -175,17 +169,30 @@ class HistorianWriter:
         finally:
             self._flushing -= 1
 
-    async def stop(self, timeout_s: float = 10.0) -> None:
-        """Deliver what can be delivered within ``timeout_s``; the rest stays in the spool for next time."""
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Deliver what can be delivered within ``timeout_s`` (default ``historian.stop_timeout_s``).
+
+        While the store is unreachable nothing is waited for: the points are safe in the spool and
+        are sent on the next start; the log says how many and where.
+        """
         if not self._started:
             return
+        timeout = self.config.stop_timeout_s if timeout_s is None else timeout_s
         self._stopping = True
         self._wake.set()
         run = self._tasks[0]
-        try:
-            await asyncio.wait_for(asyncio.shield(run), timeout_s)
-        except TimeoutError:
-            log.warning("historian writer stopping with %d points still spooled", self.spool.pending_points)
+        if self.spool.pending_points and not self._outage:
+            log.info(
+                "historian writer: delivering %d pending points before stopping (up to %g s)",
+                self.spool.pending_points,
+                timeout,
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(run), timeout)
+        if self.health_asset and run.done():
+            await self._final_health(deadline - loop.time())
         self._stop_now.set()
         for t in self._tasks:
             t.cancel()
@@ -193,10 +200,55 @@ class HistorianWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self.spool.rewind()
+        self._snapshot_spool()
+        if self._s.pending:
+            log.warning(
+                "historian writer stopped with %d points spooled in %s; they will be sent on the next start",
+                self._s.pending,
+                self.config.spool.dir,
+            )
         self.spool.close()
         self._started = False
-        self._s.state = "stopped"
+        self._s.state = WriterState.STOPPED
         await self.store.close()
+
+    async def _final_health(self, timeout_s: float) -> None:
+        """Store the counters as they stand at stop, this batch included, so the historian's last
+        writer signals agree with the final ``stopped:`` line."""
+        online = not self._outage and self.spool.pending_points == 0
+        self.submit(self.health_batch(final_online=online))
+        if not online:
+            return  # it waits in the spool with the rest, counted as pending
+        self._tasks[0] = asyncio.create_task(self._run(), name="historian-writer-final")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._tasks[0]), max(timeout_s, 1.0))
+
+    def abort(self) -> None:
+        """Leaving at once (a second Ctrl-C): nothing to do but say what stays behind.
+
+        Every accepted point is already in the spool file (written with ``os.write``, so it survives
+        the process), and nothing is acknowledged before the store did; the next start replays it.
+        """
+        if self._started:
+            log.warning(
+                "historian writer: leaving at once; %d points stay spooled in %s for the next start",
+                self.spool.pending_points,
+                self.config.spool.dir,
+            )
+
+    def status(self) -> str | None:
+        s = self.stats()
+        return (
+            f"historian: produced={s.produced} written={s.written} pending={s.pending} "
+            f"spooled={s.spooled} replayed={s.replayed} dropped={s.dropped_total} "
+            f"quarantined={s.quarantined} state={s.state}"
+        )
+
+    def _snapshot_spool(self) -> None:
+        sp = self.spool.stats()
+        self._s.pending = sp.pending_points
+        self._s.spool_bytes = sp.bytes
+        self._s.spool_peak_bytes = sp.peak_bytes
 
     # -- internals -----------------------------------------------------------------------------
     def _append(self, kind: int, payload: bytes, count: int) -> None:
@@ -294,35 +346,51 @@ class HistorianWriter:
             inflight = (asyncio.create_task(self.store.send(nxt.payload)), nxt) if nxt else None
             self._acknowledge(prep, bad)
 
-    async def _isolate(self, kind: int, items: SampleBatch | list[Event], exc: StoreRejected) -> list[Any]:
-        """Bisect a refused batch until the refused points are alone; return them with the reason."""
+    async def _isolate(
+        self,
+        kind: int,
+        items: SampleBatch | list[Event],
+        exc: StoreRejected,
+        seqs: list[int] | None = None,
+    ) -> list[Any]:
+        """Bisect a refused batch until the refused points are alone; return them with the reason.
+
+        Events keep the numbers (``seq``) they had in the whole write, so a half sent on its own
+        lands where it would have landed as part of the whole (two events sharing asset, kind, key
+        and timestamp stay apart). Returns (items, reason, seqs) triples.
+        """
+        if isinstance(items, list) and seqs is None:
+            seqs = event_seqs(items)
         if len(items) == 1:
-            return [(items, str(exc))]
+            return [(items, str(exc), seqs)]
         mid = len(items) // 2
-        halves = (
-            (items.take(slice(0, mid)), items.take(slice(mid, None)))
-            if isinstance(items, SampleBatch)
-            else (items[:mid], items[mid:])
-        )
+        halves: list[tuple[SampleBatch | list[Event], list[int] | None]]
+        if isinstance(items, SampleBatch):
+            halves = [(items.take(slice(0, mid)), None), (items.take(slice(mid, None)), None)]
+        else:
+            assert seqs is not None
+            halves = [(items[:mid], seqs[:mid]), (items[mid:], seqs[mid:])]
         bad: list[Any] = []
-        for half in halves:
+        for half, half_seqs in halves:
             self._s.splits += 1
             payload = (
-                self.store.encode_samples(half) if kind == KIND_SAMPLES else self.store.encode_events(half)
+                self.store.encode_samples(half)
+                if isinstance(half, SampleBatch)
+                else self.store.encode_events(half, half_seqs)
             )
             try:
                 await self.store.send(payload)
             except StoreRejected as sub:
-                bad += await self._isolate(kind, half, sub)
+                bad += await self._isolate(kind, half, sub, half_seqs)
         return bad
 
     def _acknowledge(self, prep: _Prepared, bad: list[Any]) -> None:
-        for items, reason in bad:
+        for items, reason, seqs in bad:
             if prep.kind == KIND_SAMPLES:
                 self.quarantine.add_samples(items, reason)
             else:
-                self.quarantine.add_events(items, reason)
-        n_bad = sum(len(items) for items, _ in bad)
+                self.quarantine.add_events(items, reason, seqs)
+        n_bad = sum(len(items) for items, _, _ in bad)
         if bad:
             log.warning("historian refused %d points; quarantined (first reason: %s)", n_bad, bad[0][1])
         self.spool.ack(prep.records)
@@ -331,15 +399,29 @@ class HistorianWriter:
         self._s.quarantined += n_bad
         self._s.batches += 1
         self._s.replayed += sum(r.count for r in prep.records if r.flags & FLAG_SPOOLED or r.recovered)
-        if self._outage or self._s.state != "online":
-            if self._outage:
+        if self._outage or self._s.state != WriterState.ONLINE:
+            if self._outage and self._episode is not None:
+                self._episode["waiting"] = self.spool.pending_points + points
                 log.warning(
-                    "historian %s reachable again; replaying %d spooled points",
+                    "historian %s reachable again after %.1f s; sending the %d points waiting in the spool",
                     self.store.name,
-                    self.spool.pending_points,
+                    (now_ns() - self._episode["since_ns"]) / 1e9,
+                    self._episode["waiting"],
                 )
             self._outage = False
-            self._s.state = "online"
+            self._s.state = WriterState.ONLINE
+        if self._episode is not None and not self._outage and self.spool.pending_points == 0:
+            ep, self._episode = self._episode, None
+            log.warning(
+                "historian %s: spool drained; %d points replayed since the outage began "
+                "(%d of them accepted while it was down); counters now written=%d replayed=%d spooled=%d",
+                self.store.name,
+                self._s.replayed - ep["replayed"],
+                self._s.spooled - ep["spooled"],
+                self._s.written,
+                self._s.replayed,
+                self._s.spooled,
+            )
         self._backoff.reset()
 
     async def _outage_wait(self, exc: StoreUnavailable) -> bool:
@@ -349,14 +431,34 @@ class HistorianWriter:
         if not self._outage:
             log.error("historian %s unreachable (%s); spooling to disk", self.store.name, exc)
             self._outage = True
-            self._s.state = "outage"
+            self._s.state = WriterState.OUTAGE
+            if self._episode is None:
+                self._episode = {
+                    "since_ns": now_ns(),
+                    "replayed": self._s.replayed,
+                    "spooled": self._s.spooled,
+                }
         if self._stopping:
             return False
+        loop = asyncio.get_running_loop()
         delay = self._backoff.next(exc.retry_after_s)
+        deadline = loop.time() + delay
+        # An unanswered store is probed on a short period: the first write goes out as soon as it
+        # answers again, not at the end of a backoff that grew while it was down. A store that
+        # answered "not now" (429, 5xx, Retry-After) is left alone for the whole backoff.
+        probe_s = self.config.retry.probe_interval_ms / 1000 if exc.unreachable else delay
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_now.wait(), delay)
-        return not self._stop_now.is_set()
+        while True:
+            step = min(probe_s, deadline - loop.time())
+            if step > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_now.wait(), step)
+            if self._stop_now.is_set():
+                return False
+            if loop.time() >= deadline:
+                return True
+            if await self.store.ping():
+                return True
 
     async def _maintain(self) -> None:
         """fsync the spool on the interval policy and store the writer's own health signals."""
@@ -371,8 +473,21 @@ class HistorianWriter:
                 last_health = now
                 self.submit(self.health_batch())
 
-    def health_batch(self) -> SampleBatch:
+    HEALTH_SIGNALS = 10
+
+    def health_batch(self, final_online: bool | None = None) -> SampleBatch:
+        """The writer's counters as signals of ``health_asset``.
+
+        With ``final_online`` set (at stop) the counters already count this batch itself: as
+        written if the store is reachable (it is sent next, and nothing else is), else as pending.
+        """
         s = self.stats()
+        if final_online is not None:
+            s.produced += self.HEALTH_SIGNALS
+            if final_online:
+                s.written += self.HEALTH_SIGNALS
+            else:
+                s.pending += self.HEALTH_SIGNALS
         values = {
             "produced": s.produced,
             "written": s.written,
@@ -383,7 +498,7 @@ class HistorianWriter:
             "dropped": s.dropped_total,
             "retries": s.retries,
             "spool_bytes": s.spool_bytes,
-            "online": float(s.state == "online"),
+            "online": float(s.state == WriterState.ONLINE),
         }
         asset = self.health_asset or ""
         ts = now_ns()

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from historian.influx_v1 import InfluxV1Store
-from historian.url import parse_url
 from historian.writer import HistorianWriter
 from shopfloor.batch import SampleBatch
+from shopfloor.config.historian_url import parse_url
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.testing.servers import InfluxDB1Server, http
 
@@ -137,3 +137,43 @@ async def test_type_conflict_is_quarantined_while_batch_mates_land(
     exported = tmp_path / "quarantine.json"
     assert writer.quarantine.export(exported) == 10
     await writer.stop()
+
+
+async def test_the_writer_resumes_when_influxd_answers_again_not_when_its_backoff_ends(
+    influxd_private: InfluxDB1Server, tmp_path: Path
+) -> None:
+    """The backoff is 20-40 s from the first failure on; influxd is back after ~2 s. Probing its
+    /ping every 200 ms, the writer delivers within a few seconds of it answering, inside that backoff."""
+    server = influxd_private
+    url = f"influxdb-v1+{server.base_url}/plant"
+    cfg = HistorianConfig.model_validate(
+        {
+            "url": url,
+            "timeout_s": 2,
+            "batch": {"max_points": 2000, "max_age_ms": 20},
+            "spool": {"dir": str(tmp_path / "spool")},
+            "retry": {"initial_ms": 40_000, "max_ms": 60_000, "probe_interval_ms": 200},
+            "health_interval_s": 0,
+        }
+    )
+    writer = HistorianWriter(InfluxV1Store(parse_url(url), timeout_s=2), cfg)
+    await writer.start()
+    writer.submit(SampleBatch.from_columns(KEYS[:1], [0], [T0], [1.0]))
+    assert await writer.flush(20)
+    server.kill()
+    writer.submit(SampleBatch.from_columns(KEYS[:1], [0, 0], [T0 + 1, T0 + 2], [2.0, 3.0]))
+    for _ in range(200):  # until it has noticed the outage and is waiting out its (long) backoff
+        if writer.stats().state == "outage":
+            break
+        await asyncio.sleep(0.05)
+    assert writer.stats().state == "outage"
+    await asyncio.sleep(2.0)
+    server.start()
+    back = time.monotonic()
+    delivered = await writer.flush(15)  # well inside the 20 s the backoff waits at the least
+    resumed_after = time.monotonic() - back
+    s = writer.stats()
+    await writer.stop()
+    print(f"\n[probe] influxd back; writer delivered {resumed_after:.2f} s later (backoff was >= 20 s)")
+    assert delivered and s.written == 3 and s.retries == 1 and s.balanced
+    assert (await read_all(InfluxV1Store(parse_url(url)))).tolist() == [1.0, 2.0, 3.0]

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from historian.influx_v2 import InfluxV2Store
-from historian.url import parse_url
 from historian.writer import HistorianWriter
 from shopfloor.batch import SampleBatch
+from shopfloor.config.historian_url import parse_url
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.testing.servers import VictoriaMetricsServer
 

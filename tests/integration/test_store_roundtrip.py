@@ -14,8 +14,8 @@ import pytest
 from historian.base import Store
 from historian.influx_v1 import InfluxV1Store
 from historian.sqlite_store import SQLiteStore
-from historian.url import parse_url
 from shopfloor.batch import SampleBatch
+from shopfloor.config.historian_url import parse_url
 from shopfloor.model import Event, EventKind, Quality, SeriesKey
 from shopfloor.testing.servers import InfluxDB1Server
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from historian.influx_v1 import InfluxV1Store
-from historian.url import parse_url
 from historian.writer import HistorianWriter
+from shopfloor.config.historian_url import parse_url
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.testing.servers import InfluxDB1Server
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from historian.spool import HEADER, KIND_SAMPLES, Spool
+from historian.spool import HEADER, KIND_SAMPLES, Spool, SpoolUnusable
 from shopfloor.config.schema import FsyncPolicy, WhenFull
 
 
@@ -56,10 +56,13 @@ def test_unacked_records_survive_a_restart_and_acked_ones_do_not(tmp_path: Path)
 
 
 def test_crash_without_close_keeps_everything_appended(tmp_path: Path) -> None:
-    s = Spool(tmp_path, segment_bytes=4096, max_bytes=1 << 20, fsync=FsyncPolicy.NEVER)
-    s.open()
-    fill(s, 0, 50)
-    # no close(): the process "dies" here; the OS still has every write(2)
+    pid = os.fork()
+    if pid == 0:  # the child appends and dies without close(): the OS still has every write(2)
+        s = Spool(tmp_path, segment_bytes=4096, max_bytes=1 << 20, fsync=FsyncPolicy.NEVER)
+        s.open()
+        fill(s, 0, 50)
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
     s2 = Spool(tmp_path, segment_bytes=4096, max_bytes=1 << 20)
     assert s2.open().points == 500
     assert ids(s2.read(10_000)) == list(range(50))
@@ -105,7 +108,7 @@ def test_drop_oldest_counts_exactly_what_it_drops(tmp_path: Path) -> None:
     fill(s, 0, 400, count=3)
     lost = sum(n for n, _ in dropped)
     assert all(r == "spool_full" for _, r in dropped)
-    assert s.bytes <= 4 * 4096
+    assert s.size_bytes <= 4 * 4096
     assert lost + s.pending_points == 1200
     remaining = ids(s.read(10**6))
     assert remaining == list(range(400 - len(remaining), 400))  # the newest survive, in order
@@ -147,3 +150,25 @@ def test_segments_are_named_and_cleaned(tmp_path: Path) -> None:
         s.ack(s.read(1000))
     assert len(list(tmp_path.glob("*.seg"))) == 1
     assert os.path.exists(tmp_path / "cursor")
+
+
+def test_a_second_process_on_the_same_spool_is_refused_and_a_reader_is_not(tmp_path: Path) -> None:
+    s = Spool(tmp_path, segment_bytes=4096, max_bytes=1 << 20)
+    s.open()
+    fill(s, 0, 7)
+    other = Spool(tmp_path, segment_bytes=4096, max_bytes=1 << 20)
+    with pytest.raises(SpoolUnusable) as info:
+        other.open()
+    message = str(info.value)
+    assert f"in use by another Shopfloor process (pid {os.getpid()})" in message
+    assert str(tmp_path.resolve()) in message and "\n" not in message
+    before = sorted(p.stat().st_size for p in tmp_path.glob("*.seg"))
+    status = Spool(tmp_path, segment_bytes=4096, max_bytes=1 << 20)
+    assert status.open(readonly=True).points == 70  # `spool status` beside the running writer
+    status.close()
+    assert sorted(p.stat().st_size for p in tmp_path.glob("*.seg")) == before  # it changed nothing
+    fill(s, 7, 3)  # the writer is unaffected
+    s.close()
+    again = Spool(tmp_path, segment_bytes=4096, max_bytes=1 << 20)
+    assert again.open().points == 100  # the lock went with the first one's close
+    again.close()

@@ -5,7 +5,7 @@ tests/integration/test_influx_v1.py."""
 from __future__ import annotations
 
 import asyncio
-import random
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from historian.base import SeriesFrame, Store
+from historian.base import SeriesFrame, Store, event_seqs
 from historian.errors import StoreRejected, StoreUnavailable
 from historian.sqlite_store import SQLiteStore
-from historian.writer import Backoff, HistorianWriter
+from historian.writer import HistorianWriter
 from shopfloor.batch import SampleBatch
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.model import Event, EventKind
@@ -72,13 +72,14 @@ class ScriptedStore(Store):
         self.retry_after: float | None = None
         self.poison: set[float] = set()
         self.rows: dict[int, float] = {}
+        self.events: dict[tuple[str, str, str, int, int], Event] = {}
         self.sends = 0
 
     def encode_samples(self, batch: SampleBatch) -> Any:
         return batch
 
-    def encode_events(self, events: Sequence[Event]) -> Any:
-        return list(events)
+    def encode_events(self, events: Sequence[Event], seqs: Sequence[int] | None = None) -> Any:
+        return list(zip(events, seqs if seqs is not None else event_seqs(events)))
 
     async def send(self, payload: Any) -> None:
         self.sends += 1
@@ -92,6 +93,13 @@ class ScriptedStore(Store):
                 self.rows[t] = v  # like InfluxDB: a partial write keeps the good points
             if bad:
                 raise StoreRejected(f"field type conflict on {len(bad)} points")
+        else:  # events, keyed like the real stores: (asset, kind, key, ts, seq)
+            refused = [e for e, _ in payload if e.value in self.poison]
+            for e, seq in payload:
+                if e.value not in self.poison:
+                    self.events[(e.asset, str(e.kind), e.key, e.ts_ns, seq)] = e
+            if refused:
+                raise StoreRejected(f"refused {len(refused)} events")
 
     async def query_raw(self, *a: Any, **k: Any) -> SeriesFrame:
         raise NotImplementedError
@@ -129,7 +137,33 @@ async def test_refused_points_are_quarantined_and_batch_mates_land(tmp_path: Pat
     await w.stop()
 
 
-async def test_outage_spools_then_replays_in_order_with_invariant_held(tmp_path: Path) -> None:
+async def test_refused_events_keep_their_numbers_when_bisected_and_retried(tmp_path: Path) -> None:
+    """Eight events share asset, kind, key and timestamp; the store refuses the 6th. The halves sent
+    during bisection keep the numbers they had in the whole write, so none overwrites another, and
+    the quarantined one lands on its own identity when retried."""
+    store = ScriptedStore()
+    store.poison = {5.0}
+    w = HistorianWriter(store, config(tmp_path))
+    await w.start()
+    w.submit_events(
+        [Event("s/a/l/m", EventKind.ALARM, T0, "A", "alarm", float(i), key="x") for i in range(8)]
+    )
+    assert await w.flush(20)
+    s = w.stats()
+    assert s.quarantined == 1 and s.written == 7 and s.balanced
+    assert sorted((k[4], e.value) for k, e in store.events.items()) == [
+        (i, float(i)) for i in range(8) if i != 5
+    ]
+    store.poison = set()
+    assert await w.quarantine.retry(store) == (1, 0)
+    assert sorted((k[4], e.value) for k, e in store.events.items()) == [(i, float(i)) for i in range(8)]
+    await w.stop()
+
+
+async def test_outage_spools_then_replays_in_order_with_invariant_held(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
     store = ScriptedStore()
     w = HistorianWriter(store, config(tmp_path))
     await w.start()
@@ -144,15 +178,25 @@ async def test_outage_spools_then_replays_in_order_with_invariant_held(tmp_path:
     await asyncio.sleep(0.1)
     s = w.stats()
     assert s.state == "outage" and s.retries >= 2 and s.spooled > 0 and s.pending >= s.spooled
+    waiting = s.pending
     store.down = False
     assert await w.flush(20)
     s = w.stats()
     assert s.written == 30_000 and s.replayed >= s.spooled and s.balanced and s.state == "online"
     assert list(store.rows.values()) == [float(v) for v in range(30_000)]
     await w.stop()
+    # what the log says agrees with the counters (it once said 2,876 where they said 7,812)
+    lines = [r.getMessage() for r in caplog.records]
+    (back,) = [x for x in lines if "reachable again" in x]
+    assert f"sending the {waiting} points waiting in the spool" in back
+    (drained,) = [x for x in lines if "spool drained" in x]
+    assert f"{s.replayed} points replayed since the outage began ({s.spooled} of them accepted" in drained
+    assert f"written={s.written} replayed={s.replayed} spooled={s.spooled}" in drained
 
 
-async def test_stop_during_outage_keeps_data_for_the_next_start(tmp_path: Path) -> None:
+async def test_stop_during_outage_keeps_data_for_the_next_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = ScriptedStore()
     store.down = True
     cfg = config(tmp_path)
@@ -160,7 +204,15 @@ async def test_stop_during_outage_keeps_data_for_the_next_start(tmp_path: Path) 
     await w.start()
     w.submit(seq_batch(0, 777))
     await asyncio.sleep(0.05)
-    await w.stop(timeout_s=0.2)
+    caplog.set_level(logging.WARNING)
+    await w.stop(timeout_s=30)  # the store is down: nothing to wait for, it stops at once
+    s = w.stats()
+    assert s.pending == 777 and s.written == 0 and s.balanced  # after stop too (it said 0 before)
+    assert any(
+        f"stopped with 777 points spooled in {cfg.spool.dir}" in r.getMessage()
+        and "sent on the next start" in r.getMessage()
+        for r in caplog.records
+    )
     store.down = False
     w2 = HistorianWriter(store, cfg)
     await w2.start()
@@ -169,17 +221,6 @@ async def test_stop_during_outage_keeps_data_for_the_next_start(tmp_path: Path) 
     s = w2.stats()
     assert s.written == 777 and s.replayed == 777 and s.balanced
     await w2.stop()
-
-
-def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
-    b = Backoff(0.1, 10.0, 2.0, random.Random(1))
-    delays = [b.next() for _ in range(10)]
-    assert all(0.05 <= d <= 10.0 for d in delays)
-    assert delays[6] > delays[0] * 8  # exponential
-    assert len({round(d, 6) for d in delays}) == 10  # jittered, not a fixed ladder
-    assert b.next(retry_after_s=25.0) >= 25.0
-    b.reset()
-    assert b.next() <= 0.1
 
 
 def test_submit_before_start_is_an_error(tmp_path: Path) -> None:
@@ -212,6 +253,9 @@ async def test_health_signals_are_stored_in_the_historian(tmp_path: Path) -> Non
         "online",
     } <= set(latest)
     assert latest["written"] >= 10 and latest["online"] == 1.0
+    final = w.stats()  # the last stored counters are the final ones, the final batch included
+    assert (latest["produced"], latest["written"], latest["pending"]) == (final.produced, final.written, 0)
+    assert final.balanced and final.pending == 0
 
 
 async def test_writer_starts_on_a_torn_spool_and_replays_the_intact_records(tmp_path: Path) -> None:
