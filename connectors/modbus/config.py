@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
-from connectors.base import SettingsBase, TagBase
+from shopfloor.connector import SettingsBase, TagBase
 
 Table = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal[
@@ -87,6 +87,19 @@ class ModbusSettings(SettingsBase):
     )
     reconnect_initial_s: float = Field(0.5, gt=0, le=600, description="first reconnect delay")
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="cap of the doubling reconnect delay")
+    probe_interval_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="while waiting to reconnect, try a bare TCP connect this often (0: never); once the "
+        "port answers again after being closed, reconnect at once instead of at the next backoff step",
+    )
+    refused_retry_s: float = Field(
+        60.0,
+        ge=0.1,
+        le=86_400,
+        description="re-read addresses the device refused (exception 02) this often, to restore them",
+    )
     groups: dict[str, Duration] = Field(
         default_factory=lambda: {"default": 1.0},
         description="polling groups: name -> interval (e.g. {fast: 100ms, slow: 5s})",
@@ -121,6 +134,8 @@ class ModbusSettings(SettingsBase):
             )
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        if 0 < self.probe_interval_s < 0.05:
+            raise ValueError("probe_interval_s must be 0 (no probing) or at least 0.05 s")
         both = set(self.status_good) & set(self.status_uncertain)
         if both:
             raise ValueError(f"status values {sorted(both)} are listed as both good and uncertain")

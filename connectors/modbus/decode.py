@@ -1,11 +1,5 @@
 """Modbus register decoding for whole polls at once: every type, both word orders, both byte orders.
-
-Vectorised with numpy: a poll's registers sit in one byte buffer as they came off the wire, and each
-data type is decoded for all its tags by one gather (a precomputed byte-index matrix that already
-applies word and byte order) and one big-endian dtype view. pymodbus' ``convert_from_registers``
-decodes one value per call from a list of Python ints (a struct call per tag, plus the list pymodbus
-builds per response), which costs a Python round trip per tag per poll; here the cost per poll is a
-handful of numpy calls whatever the tag count. Integers wider than 53 bits lose precision in float64.
+Vectorised with numpy (see RegisterDecoder); integers wider than 53 bits lose precision in float64.
 """
 
 from __future__ import annotations
@@ -62,6 +56,13 @@ class RegisterDecoder:
 
     Fields are grouped by data type at construction; ``decode`` then does one gather and one view
     per group. Strings are not numeric: use :func:`decode_string`.
+
+    A poll's registers sit in one byte buffer as they came off the wire, and each data type is decoded
+    for all its tags by one gather (a precomputed byte-index matrix that already applies word and byte
+    order) and one big-endian dtype view. pymodbus' ``convert_from_registers`` decodes one value per
+    call from a list of Python ints (a struct call per tag, plus the list pymodbus builds per
+    response), which costs a Python round trip per tag per poll; here the cost per poll is a handful
+    of numpy calls whatever the tag count.
     """
 
     def __init__(self, fields: Sequence[RegisterField]) -> None:

@@ -1,4 +1,4 @@
-"""The plan of one Modbus polling group: its requests, wire buffers and precomputed row indexes.
+"""The plan of one Modbus polling group: its requests (refused ones too), wire buffers and row indexes.
 Turns the buffers of a finished poll into one SampleBatch (values, quality) and string-change events.
 """
 
@@ -29,6 +29,38 @@ def status_lut(good: Sequence[int], uncertain: Sequence[int]) -> np.ndarray:
     return lut
 
 
+@dataclass(frozen=True, slots=True)
+class GroupItems:
+    """What a group reads, before planning: one item per tag value and per status register."""
+
+    numeric: list[ModbusTag]  # batch row order
+    strings: list[ModbusTag]
+    items: list[Item]
+    value_item: list[int]  # per tag (numeric, then strings): its value item
+    status_item: list[int]  # per tag: its status item, or -1
+    owner: list[tuple[ModbusTag, bool]]  # per item: (tag, is its status register)
+
+
+def group_items(tags: Sequence[ModbusTag]) -> GroupItems:
+    numeric = [t for t in tags if t.is_numeric]
+    strings = [t for t in tags if not t.is_numeric]
+    items: list[Item] = []
+    owner: list[tuple[ModbusTag, bool]] = []
+    value_item: list[int] = []
+    status_item: list[int] = []
+    for t in [*numeric, *strings]:
+        value_item.append(len(items))
+        items.append(Item(t.unit_id, t.table, t.address, t.words))
+        owner.append((t, False))
+        if t.status_address is not None:
+            status_item.append(len(items))
+            items.append(Item(t.unit_id, t.status_table, t.status_address, 1))
+            owner.append((t, True))
+        else:
+            status_item.append(-1)
+    return GroupItems(numeric, strings, items, value_item, status_item, owner)
+
+
 @dataclass
 class PollGroup:
     """Everything precomputed for one polling group so a poll is I/O plus a few numpy calls."""
@@ -54,6 +86,8 @@ class PollGroup:
     offset: np.ndarray | None
     series: np.ndarray
     strings: list[tuple[ModbusTag, int, int]]  # (tag, register offset, request index)
+    refused: np.ndarray  # per request: refused by the device (exception 02); not sent, its tags Bad
+    sent: list[int]  # indexes of the requests a poll sends, in order
     last_strings: dict[int, str] = field(default_factory=dict)
     polls: int = 0
     overruns: int = 0  # polls that took longer than the interval (the next one started late)
@@ -117,27 +151,31 @@ class PollGroup:
                         code=t.signal,
                         message=text,
                         data={"source": source, "signal": t.signal, "value": text},
+                        key=t.signal,
                     )
                 )
         return events
 
 
-def build_group(name: str, interval_s: float, tags: Sequence[ModbusTag], limits: PlanLimits) -> PollGroup:
-    numeric = [t for t in tags if t.is_numeric]
-    strings = [t for t in tags if not t.is_numeric]
-    items: list[Item] = []
-    value_item: list[int] = []
-    status_item: list[int] = []
-    for t in [*numeric, *strings]:
-        value_item.append(len(items))
-        items.append(Item(t.unit_id, t.table, t.address, t.words))
-        if t.status_address is not None:
-            status_item.append(len(items))
-            items.append(Item(t.unit_id, t.status_table, t.status_address, 1))
-        else:
-            status_item.append(-1)
-    requests = plan_reads(items, limits)
-    item_req = np.empty(len(items), dtype=np.intp)
+def build_group(
+    name: str,
+    interval_s: float,
+    tags: Sequence[ModbusTag],
+    limits: PlanLimits,
+    requests: Sequence[Request] | None = None,
+    refused: Sequence[bool] | None = None,
+) -> PollGroup:
+    """The plan of a group: ``requests`` as planned by :func:`plan_reads` unless given (a split plan,
+    covering every item of :func:`group_items` exactly once), ``refused`` flags per request.
+    """
+    gi = group_items(tags)
+    numeric, strings, items = gi.numeric, gi.strings, gi.items
+    value_item, status_item = gi.value_item, gi.status_item
+    requests = plan_reads(items, limits) if requests is None else list(requests)
+    refused_flags = np.zeros(len(requests), dtype=bool) if refused is None else np.array(refused, dtype=bool)
+    if len(refused_flags) != len(requests):
+        raise ValueError("one refused flag per request")
+    item_req = np.full(len(items), -1, dtype=np.intp)
     item_pos = np.empty(len(items), dtype=np.intp)
     req_buf = np.empty(len(requests), dtype=np.intp)
     nreg = nbit = 0
@@ -150,6 +188,8 @@ def build_group(name: str, interval_s: float, tags: Sequence[ModbusTag], limits:
             nbit += r.count
         else:
             nreg += r.count
+    if (item_req < 0).any():
+        raise ValueError(f"items {np.flatnonzero(item_req < 0).tolist()} are in no request")
     n = len(numeric)
     reg_rows = [i for i, t in enumerate(numeric) if t.table not in BIT_TABLES]
     bit_rows = [i for i, t in enumerate(numeric) if t.table in BIT_TABLES]
@@ -195,4 +235,6 @@ def build_group(name: str, interval_s: float, tags: Sequence[ModbusTag], limits:
             (t, int(item_pos[value_item[n + j]]), int(item_req[value_item[n + j]]))
             for j, t in enumerate(strings)
         ],
+        refused=refused_flags,
+        sent=[k for k in range(len(requests)) if not refused_flags[k]],
     )

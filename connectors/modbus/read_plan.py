@@ -1,5 +1,4 @@
 """The Modbus read planner: merges nearby addresses of one unit id and table into the fewest requests.
-
 Pure (no I/O): items in, requests out, within the protocol limits and a configurable gap fill.
 """
 

@@ -10,31 +10,25 @@ import asyncio
 import logging
 import math
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from modbus_support import CNC, STEP  # the plant itself is served by the shared modbus_plant fixture
 
-from connectors.base import SourceContext
 from connectors.modbus.config import ModbusSettings, ModbusTag
 from connectors.modbus.connector import ModbusConnector
-from plant_simulator.clock import SimClock
 from plant_simulator.codes import Status
 from plant_simulator.config_gen import plant_config
 from plant_simulator.faults import BAD_REGISTER, MalformedModbusServer, ModbusFaults, good_bit, good_register
-from plant_simulator.modbus_server import SimModbusServer
-from plant_simulator.online import OnlinePlant, Publisher
-from plant_simulator.plant import Plant, default_plant
-from plant_simulator.register_map import AssetMap, build_register_map
-from plant_simulator.sensor_faults import SensorFault
+from plant_simulator.register_map import AssetMap
 from shopfloor.batch import SampleBatch
+from shopfloor.connector import SourceContext
 from shopfloor.model import EventKind, Quality
 from shopfloor.plugins import load
 from shopfloor.testing.servers import free_port
 
-CNC = "qijiang/machining/gearbox-line/cnc-1"
-STEP = 1500
 WRITE_CODES = {5, 6, 15, 16, 22, 23}
 
 
@@ -68,21 +62,6 @@ def connector(port: int, tags: list[dict[str, Any]], **settings: Any) -> ModbusC
     return ModbusConnector(SourceContext("plc", s, [ModbusTag.model_validate(t) for t in tags]))
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[tuple[Plant, list[AssetMap], SimModbusServer]]:
-    plant = default_plant(seed=21)
-    plant.inject_sensor_fault(CNC, SensorFault("dropout", "spindle_temp", STEP - 10, STEP + 10))
-    plant.inject_sensor_fault(CNC, SensorFault("stuck", "coolant_temp", STEP - 300, STEP + 10))
-    maps = build_register_map({p: plant.signals(p) for p in plant.assets})
-    srv = SimModbusServer(maps, "127.0.0.1", free_port())
-    await srv.start()
-    try:
-        await Publisher(OnlinePlant(plant), SimClock(plant.start_ns, 1.0), [srv]).publish_step(STEP)
-        yield plant, maps, srv
-    finally:
-        await srv.stop()
-
-
 def latest(sink: ListSink) -> dict[tuple[str, str], tuple[float, int]]:
     out = {}
     for s in sink.all().to_samples():
@@ -95,8 +74,8 @@ def test_the_entry_point_loads_the_connector() -> None:
     assert cls is ModbusConnector and cls.spec.name == "modbus"
 
 
-async def test_every_mapped_signal_arrives_with_the_simulator_value(sim) -> None:
-    plant, maps, srv = sim
+async def test_every_mapped_signal_arrives_with_the_simulator_value(modbus_plant) -> None:
+    plant, maps, srv = modbus_plant
     src = next(s for s in plant_config(plant, modbus_port=srv.port)["sources"] if s["connector"] == "modbus")
     tags = [dict(t) for t in src["tags"]]
     # plus the other tables and word orders the simulator serves: CDAB floats and x-scaled int16 in the
@@ -200,8 +179,8 @@ async def test_every_mapped_signal_arrives_with_the_simulator_value(sim) -> None
     assert set(srv.function_codes) <= {1, 2, 3, 4}
 
 
-async def test_all_four_word_and_byte_orders(sim) -> None:
-    _, maps, srv = sim
+async def test_all_four_word_and_byte_orders(modbus_plant) -> None:
+    _, maps, srv = modbus_plant
     values = {
         "float32": -1234.5678,
         "int32": -123456789,
@@ -275,8 +254,8 @@ def sim_tags(maps: list[AssetMap], units: int) -> list[dict[str, Any]]:
     return tags
 
 
-async def test_server_stop_restart_and_dropped_connections(sim) -> None:
-    _, maps, srv = sim
+async def test_server_stop_restart_and_dropped_connections(modbus_plant) -> None:
+    _, maps, srv = modbus_plant
     faults = ModbusFaults(srv)
     tags = sim_tags(maps, 3)
     c = connector(
@@ -327,8 +306,8 @@ async def test_server_stop_restart_and_dropped_connections(sim) -> None:
     assert not (WRITE_CODES & set(srv.function_codes))
 
 
-async def test_exception_codes_mark_only_their_tags_bad(sim) -> None:
-    _, maps, srv = sim
+async def test_exception_codes_mark_only_their_tags_bad(modbus_plant) -> None:
+    _, maps, srv = modbus_plant
     faults = ModbusFaults(srv)
     tags = sim_tags(maps, 4)
     faults.answer_exception(2, unit_id=maps[1].unit_id)  # illegal data address
@@ -420,8 +399,8 @@ async def test_malformed_frames_are_never_accepted() -> None:
     assert set(server.function_codes) <= {1, 3}
 
 
-async def test_write_to_a_read_only_tag_is_refused_and_nothing_is_sent(sim) -> None:
-    _, maps, srv = sim
+async def test_write_to_a_read_only_tag_is_refused_and_nothing_is_sent(modbus_plant) -> None:
+    _, maps, srv = modbus_plant
     m = maps[2]
     e = m.entry("holding", "_command")
     tags = [
@@ -489,15 +468,16 @@ async def test_unreachable_device_logs_once_per_state_change(caplog) -> None:
         attempts = c.connect_attempts
         await until(lambda: c.connect_attempts >= attempts + 5, "five more failed connects")
         await server.start()
-        await until(lambda: c.health().reconnects == 1, "restored")
+        await until(lambda: c.health().reconnects == 1 and c.health().gaps == 1, "restored, gap recorded")
     finally:
         await c.stop()
         await server.stop()
     msgs = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(msgs) == 3, msgs
+    assert len(msgs) == 4, msgs
     assert (
         "unavailable" in msgs[0] and "unavailable" in msgs[1] and msgs[2] == "source plc: connection restored"
     )
+    assert msgs[3].startswith("source plc: gap of ") and "recorded for 1 assets (connection_lost: " in msgs[3]
     assert [
         r.getMessage() for r in caplog.records if r.name == "shopfloor.source" and r.levelno == logging.INFO
     ] == ["source plc: connected"]

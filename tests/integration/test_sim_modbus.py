@@ -8,31 +8,21 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from modbus_support import CNC, STEP
 from pymodbus.client import AsyncModbusTcpClient
 
-from plant_simulator.clock import SimClock
 from plant_simulator.codes import Status
 from plant_simulator.modbus_server import SimModbusServer
-from plant_simulator.online import OnlinePlant, Publisher
-from plant_simulator.plant import Plant, default_plant
-from plant_simulator.register_map import INT16_BAD, AssetMap, build_register_map
-from plant_simulator.sensor_faults import SensorFault
-from shopfloor.testing.servers import free_port
-
-CNC = "qijiang/machining/gearbox-line/cnc-1"
-STEP = 1500
+from plant_simulator.plant import Plant
+from plant_simulator.register_map import INT16_BAD, AssetMap
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[Plant, list[AssetMap], SimModbusServer, AsyncModbusTcpClient]]:
-    plant = default_plant(seed=21)
-    plant.inject_sensor_fault(CNC, SensorFault("dropout", "spindle_temp", STEP - 10, STEP + 10))
-    plant.inject_sensor_fault(CNC, SensorFault("stuck", "coolant_temp", STEP - 300, STEP + 10))
-    maps = build_register_map({p: plant.signals(p) for p in plant.assets})
-    srv = SimModbusServer(maps, "127.0.0.1", free_port())
-    await srv.start()
-    pub = Publisher(OnlinePlant(plant), SimClock(plant.start_ns, 1.0), [srv])
-    await pub.publish_step(STEP)
+async def served(
+    modbus_plant: tuple[Plant, list[AssetMap], SimModbusServer],
+) -> AsyncIterator[tuple[Plant, list[AssetMap], SimModbusServer, AsyncModbusTcpClient]]:
+    """The shared Modbus plant, and a bare pymodbus client connected to it."""
+    plant, maps, srv = modbus_plant
     client = AsyncModbusTcpClient("127.0.0.1", port=srv.port, timeout=3, retries=1)
     try:
         for _ in range(50):
@@ -42,7 +32,6 @@ async def served() -> AsyncIterator[tuple[Plant, list[AssetMap], SimModbusServer
         yield plant, maps, srv, client
     finally:
         client.close()
-        await srv.stop()
 
 
 def decode(regs: list[int], typ: str, order: str) -> float:

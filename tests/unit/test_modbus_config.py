@@ -8,9 +8,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from connectors.base import SourceContext
 from connectors.modbus.config import ModbusSettings, ModbusTag
 from connectors.modbus.connector import ModbusConnector
+from shopfloor.connector import SourceContext
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "connectors" / "modbus"
