@@ -1,6 +1,7 @@
 """Command line of the simulator: ``shopfloor simulate`` and ``python -m plant_simulator``.
 
-Online it serves OPC UA and Modbus TCP until Ctrl-C; offline it writes Parquet/CSV and the ground truth.
+Online it serves OPC UA and Modbus TCP until Ctrl-C, continuing the simulated time of the previous
+run (``--state-dir``); offline it writes Parquet/CSV and the ground truth, saying first how much.
 """
 
 from __future__ import annotations
@@ -10,13 +11,26 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
-from plant_simulator.clock import DEFAULT_START, SimClock, parse_start
-from plant_simulator.plant import Plant, default_plant
+from plant_simulator.clock import DEFAULT_START, parse_start
+from plant_simulator.plant import Plant
+from plant_simulator.service import (
+    DEFAULT_STATE_DIR,
+    PortUnavailable,
+    SimulatorOptions,
+    SimulatorService,
+    StateError,
+    plant_for,
+    resume_start_ns,
+)
 
 PASSWORD_ENV = "SHOPFLOOR_SIM_OPCUA_PASSWORD"
+QUIET_LOGGERS = ("asyncua", "pymodbus")  # INFO lines by the thousand at start; WARNING unless --verbose
+LARGE_OUTPUT_BYTES = 1_000_000_000  # above this, the estimate suggests --every
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--start",
         default=None,
-        help=f"simulated start instant, ISO 8601 UTC (offline default {DEFAULT_START}; online default now)",
+        help=f"simulated start instant, ISO 8601 UTC (offline default {DEFAULT_START}; online default: "
+        "now, or just after the last simulated time an earlier run served, whichever is later)",
     )
     g.add_argument(
         "--sensor-fault-interval-days",
@@ -54,6 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--modbus-port", type=int, default=5020, help="Modbus TCP port (0 disables Modbus)")
     o.add_argument("--tick", type=float, default=0.5, help="wall seconds between publications")
     o.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where the simulated time served so far is kept, so a restart continues after it "
+        f"(default {DEFAULT_STATE_DIR})",
+    )
+    o.add_argument("--verbose", action="store_true", help="also log asyncua's and pymodbus' INFO messages")
+    o.add_argument(
         "--opcua-security",
         choices=["none", "sign", "sign-and-encrypt", "both"],
         default="none",
@@ -70,7 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--opcua-cert-dir",
         type=Path,
         default=Path("var/simulator-pki"),
-        help="where the server certificate and key are generated",
+        help="where the server certificate and key are generated (directory mode 700, key 600)",
+    )
+    o.add_argument(
+        "--opcua-trust-dir",
+        type=Path,
+        default=None,
+        help="with security: the client certificates accepted (default OPCUA_CERT_DIR/trusted); "
+        "a refused one is saved to OPCUA_CERT_DIR/rejected",
     )
     o.add_argument(
         "--opcua-user",
@@ -89,24 +119,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--days", type=float, default=1.0, help="simulated days to generate (rounded up to hours)")
     f.add_argument("--out", type=Path, default=Path("var/simulation"), help="output directory")
     f.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    f.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        metavar="SECONDS",
+        help="keep one row every SECONDS simulated seconds (default 1: every step) for a smaller data set",
+    )
     f.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_plant(args: argparse.Namespace, start_ns: int | None) -> Plant:
-    kw = {"sensor_fault_interval_days": args.sensor_fault_interval_days}
-    if args.config is None:
-        return default_plant(seed=args.seed, start_ns=start_ns, **kw)
-    from plant_simulator.from_config import assets_from_config
-    from shopfloor.config import load_plant_config
+    cfg = None
+    if args.config is not None:
+        from shopfloor.config import load_plant_config
 
-    cfg = load_plant_config(args.config)
-    return Plant(
-        assets_from_config(cfg), seed=args.seed, start_ns=start_ns, name=cfg.name, site=cfg.site, **kw
-    )
+        cfg = load_plant_config(args.config)
+    return plant_for(cfg, args.seed, start_ns, args.sensor_fault_interval_days)
+
+
+def quiet_library_logs(verbose: bool) -> None:
+    """asyncua and pymodbus at WARNING, unless ``--verbose`` or the root logger is at DEBUG."""
+    if verbose or logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    for name in QUIET_LOGGERS:
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET or lg.level < logging.WARNING:
+            lg.setLevel(logging.WARNING)
+
+
+def online_start_ns(args: argparse.Namespace) -> int:
+    """An explicit ``--start`` wins; otherwise resume after the state dir's last served time (or now)."""
+    if args.start is not None and args.start != "now":
+        return parse_start(args.start)
+    return resume_start_ns(args.state_dir, time.time_ns())
+
+
+def _port_hint(exc: PortUnavailable) -> str:
+    flag = "--opcua-port" if exc.protocol == "OPC UA" else "--modbus-port"
+    if exc.in_use:
+        return (
+            f"stop the process that uses it (another simulator or demo?) or choose a free port with "
+            f"{flag} PORT ({flag} 0 turns {exc.protocol} off)"
+        )
+    return f"choose another port with {flag} PORT or another address with --host"
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_library_logs(getattr(args, "verbose", False))
     if args.print_register_map:
         from plant_simulator.register_map import build_register_map, render_markdown
 
@@ -127,75 +188,89 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.offline:
-        from plant_simulator.offline import generate
-
-        plant = build_plant(args, parse_start(args.start or DEFAULT_START))
-        res = generate(plant, args.days, args.out, args.format, None if args.quiet else sys.stderr)
-        print(
-            f"wrote {res.days:g} simulated days ({res.values:,} values) to {args.out} in {res.wall_s:.1f} s "
-            f"({res.speedup:,.0f}x real time)"
-        )
-        return 0
-    if not 0 < args.speed <= 1000:
-        print("--speed must be between 1 and 1000", file=sys.stderr)
+        return run_offline(args)
+    if args.opcua_security == "none" and args.opcua_policy:
+        print("--opcua-policy needs --opcua-security sign/sign-and-encrypt/both", file=sys.stderr)
         return 2
-    plant = build_plant(args, parse_start(args.start or "now"))
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(plant, args))
+    if args.opcua_user and not os.environ.get(PASSWORD_ENV):
+        print(f"--opcua-user needs the password in ${PASSWORD_ENV}", file=sys.stderr)
+        return 2
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        print(f"shopfloor simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        plant = build_plant(args, online_start_ns(args))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(plant, options))
+    except PortUnavailable as exc:
+        print(f"shopfloor simulate: {exc}: {_port_hint(exc)}", file=sys.stderr)
+        return 2
+    except StateError as exc:
+        print(f"shopfloor simulate: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
-async def serve(plant: Plant, args: argparse.Namespace) -> None:
-    from plant_simulator.online import OnlinePlant, Publisher
+def run_offline(args: argparse.Namespace) -> int:
+    """Say how much will be written, then write it (nothing is asked: the estimate is printed)."""
+    from plant_simulator.offline import MAX_EVERY_S, estimate, generate, human_bytes
 
-    sinks = []
-    stack = contextlib.AsyncExitStack()
-    async with stack:
-        if args.modbus_port:
-            from plant_simulator.modbus_server import SimModbusServer
-            from plant_simulator.register_map import build_register_map
+    if not 1 <= args.every <= MAX_EVERY_S:
+        print(f"shopfloor simulate: --every must be from 1 to {MAX_EVERY_S} seconds", file=sys.stderr)
+        return 2
+    plant = build_plant(args, parse_start(args.start or DEFAULT_START))
+    est = estimate(plant, args.days, args.format, args.every)
+    cadence = "every simulated second" if args.every == 1 else f"one row every {args.every} s"
+    print(
+        f"writing {est.days:g} simulated days of {len(plant.assets)} assets ({cadence}: "
+        f"{est.rows_per_asset:,} rows per asset, {est.values:,} values) to {args.out}: "
+        f"estimated size {est.text()} ({args.format})",
+        flush=True,
+    )
+    if est.bytes > LARGE_OUTPUT_BYTES and args.every == 1:
+        smaller = estimate(plant, args.days, args.format, 10)
+        print(
+            f"  for a smaller data set, --every 10 keeps one row every 10 s (about {human_bytes(smaller.bytes)})"
+            " or use fewer --days",
+            flush=True,
+        )
+    res = generate(plant, args.days, args.out, args.format, None if args.quiet else sys.stderr, args.every)
+    print(
+        f"wrote {res.days:g} simulated days ({res.values:,} values) to {args.out} in {res.wall_s:.1f} s "
+        f"({res.speedup:,.0f}x real time)"
+    )
+    return 0
 
-            mb = SimModbusServer(
-                build_register_map({p: plant.signals(p) for p in plant.assets}), args.host, args.modbus_port
-            )
-            await mb.start()
-            stack.push_async_callback(mb.stop)
-            sinks.append(mb)
-        if args.opcua_port:
-            from plant_simulator.opcua_server import OpcUaSecurity, SimOpcUaServer
 
-            modes = {
-                "none": (),
-                "sign": ("Sign",),
-                "sign-and-encrypt": ("SignAndEncrypt",),
-                "both": ("Sign", "SignAndEncrypt"),
-            }[args.opcua_security]
-            password = os.environ.get(PASSWORD_ENV) if args.opcua_user else None
-            if args.opcua_user and not password:
-                raise SystemExit(f"--opcua-user needs the password in ${PASSWORD_ENV}")
-            if not modes and (args.opcua_policy or args.opcua_user_cert):
-                raise SystemExit(
-                    "--opcua-policy and --opcua-user-cert need --opcua-security sign/sign-and-encrypt/both"
-                )
-            security = OpcUaSecurity(
-                modes,
-                args.opcua_cert_dir,
-                args.opcua_user,
-                password,
-                tuple(args.opcua_policy or ("Basic256Sha256",)),
-                tuple(args.opcua_user_cert or ()),
-            )
-            ua_srv = SimOpcUaServer(
-                {p: plant.signals(p) for p in plant.assets},
-                args.host,
-                args.opcua_port,
-                security,
-                {p: rt.model.description for p, rt in plant.assets.items()},
-            )
-            await ua_srv.start()
-            stack.push_async_callback(ua_srv.stop)
-            sinks.append(ua_srv)
-        clock = SimClock(plant.start_ns, args.speed)
-        pub = Publisher(OnlinePlant(plant), clock, sinks, args.tick)
-        logging.getLogger("plant_simulator").info("simulating at %gx; Ctrl-C to stop", args.speed)
-        await pub.run()
+def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
+    """The serving options the command line asked for; the OPC UA password comes from the environment."""
+    return SimulatorOptions(
+        speed=args.speed,
+        host=args.host,
+        opcua_port=args.opcua_port,
+        modbus_port=args.modbus_port,
+        tick_s=args.tick,
+        opcua_security=args.opcua_security,
+        opcua_policies=tuple(args.opcua_policy or ("Basic256Sha256",)),
+        opcua_cert_dir=args.opcua_cert_dir,
+        opcua_user=args.opcua_user,
+        opcua_password=os.environ.get(PASSWORD_ENV) if args.opcua_user else None,
+        opcua_user_certs=tuple(args.opcua_user_cert or ()),
+        opcua_trust_dir=args.opcua_trust_dir,
+        state_dir=args.state_dir,
+    )
+
+
+async def serve(plant: Plant, options: SimulatorOptions) -> None:
+    """Serve until Ctrl-C or SIGTERM; both stop cleanly (the state file records the last served step)."""
+    service = SimulatorService(plant, options)
+    stopped = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not on every platform
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)  # before start: no gap
+    await service.start()
+    try:
+        await stopped.wait()
+    finally:
+        await service.stop()

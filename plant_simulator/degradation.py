@@ -49,7 +49,9 @@ class FailureMode:
         prog = rng.uniform(*self.progression_days) * DAY
         return float(onset), float(onset + prog)
 
-    def severity(self, age: np.ndarray | float, onset: np.ndarray | float, fail: np.ndarray | float):
+    def severity(
+        self, age: np.ndarray | float, onset: np.ndarray | float, fail: np.ndarray | float
+    ) -> np.ndarray:
         span = np.maximum(np.asarray(fail) - np.asarray(onset), 1.0)
         x = np.clip((np.asarray(age) - onset) / span, 0.0, 1.0)
         return x**self.shape

@@ -1,10 +1,13 @@
 """Offline generation: step the plant model as fast as the CPU allows and write Parquet (or CSV).
 
 One wide file per asset (a column per signal, a status column per faultable signal) plus the ground truth.
+``every`` keeps every Nth simulated second (the model still steps every second); ``estimate`` says
+how large the output will be before anything is written.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -26,6 +29,7 @@ from plant_simulator.signals import SignalSpec
 
 ROW_GROUP_BLOCKS = 24  # one row group per simulated day
 STATUS_SUFFIX = ".status"
+MAX_EVERY_S = 86400
 
 
 def arrow_type(spec: SignalSpec) -> pa.DataType:
@@ -121,14 +125,99 @@ def _columns(
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def generate(
-    plant: Plant, days: float, out: Path, fmt: str = "parquet", progress: TextIO | None = sys.stderr
-) -> OfflineResult:
-    """Simulate ``days`` (rounded up to whole hours) and write every signal and the ground truth."""
+def n_blocks_for(days: float) -> int:
+    """Blocks (simulated hours) generated for ``days``: rounded up to whole hours, at least one."""
+    return max(1, math.ceil(days * 24))
+
+
+def kept_steps(t0: int, n: int, every: int) -> np.ndarray:
+    """Indexes within a block starting at step ``t0`` of the steps kept: those with step % every == 0."""
+    return np.arange((-t0) % every, n, every, dtype=np.int64)
+
+
+def check_every(every: int) -> int:
+    if not isinstance(every, int) or not 1 <= every <= MAX_EVERY_S:
+        raise ValueError(f"every must be a whole number of seconds from 1 to {MAX_EVERY_S}, got {every!r}")
+    return every
+
+
+def _writer(target: Path | io.BytesIO, schema: pa.Schema, fmt: str) -> pq.ParquetWriter | pacsv.CSVWriter:
+    if fmt == "parquet":
+        int_cols = [fl.name for fl in schema if pa.types.is_integer(fl.type)]
+        return pq.ParquetWriter(target, schema, compression="zstd", use_dictionary=int_cols)
+    return pacsv.CSVWriter(target, schema)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How large ``generate`` output will be, from the first simulated hour encoded in memory."""
+
+    days: float
+    every: int
+    rows_per_asset: int
+    values: int
+    bytes: int
+
+    def text(self) -> str:
+        return f"about {human_bytes(self.bytes)}"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"  # pragma: no cover
+
+
+def estimate(plant: Plant, days: float, fmt: str = "parquet", every: int = 1) -> Estimate:
+    """The output size of ``generate(plant, days, fmt=fmt, every=every)``, without writing anything.
+
+    The first block is computed (``generate`` reuses it) and each asset's kept rows are encoded in
+    memory with the same writer settings; per-file overhead and per-row size are scaled to the run.
+    """
     if fmt not in ("parquet", "csv"):
         raise ValueError("format must be parquet or csv")
+    check_every(every)
+    n_blocks = n_blocks_for(days)
+    rows = -(-n_blocks * BLOCK_STEPS // every)
+    blk = plant.block(0)
+    idx = kept_steps(blk.t0, blk.n, every)
+    ts = blk.ts_ns()[idx]
+    total = 0.0
+    values = 0
+    for p in plant.assets:
+        schema = asset_schema(plant.signals(p))
+        empty, sample = io.BytesIO(), io.BytesIO()
+        _writer(empty, schema, fmt).close()
+        w = _writer(sample, schema, fmt)
+        w.write_table(_columns(plant, p, [blk.values[p][:, idx]], [blk.status[p][:, idx]], ts, schema))
+        w.close()
+        overhead = len(empty.getvalue())
+        per_row = max(0, len(sample.getvalue()) - overhead) / max(1, len(idx))
+        total += overhead + per_row * rows
+        values += rows * blk.values[p].shape[0]
+    return Estimate(n_blocks / 24, every, rows, values, int(total))
+
+
+def generate(
+    plant: Plant,
+    days: float,
+    out: Path,
+    fmt: str = "parquet",
+    progress: TextIO | None = sys.stderr,
+    every: int = 1,
+) -> OfflineResult:
+    """Simulate ``days`` (rounded up to whole hours) and write every signal and the ground truth.
+
+    ``every`` keeps one row per ``every`` simulated seconds (steps that are multiples of it); the
+    model still steps every second, so the kept rows are exactly those of a full run.
+    """
+    if fmt not in ("parquet", "csv"):
+        raise ValueError("format must be parquet or csv")
+    check_every(every)
     out = Path(out)
-    n_blocks = max(1, math.ceil(days * 24))
+    n_blocks = n_blocks_for(days)
     schemas = {p: asset_schema(plant.signals(p)) for p in plant.assets}
     writers: dict[str, pq.ParquetWriter | pacsv.CSVWriter] = {}
     files = []
@@ -136,11 +225,7 @@ def generate(
         f = asset_file(out, p, fmt)
         f.parent.mkdir(parents=True, exist_ok=True)
         files.append(f)
-        if fmt == "parquet":
-            int_cols = [fl.name for fl in schema if pa.types.is_integer(fl.type)]
-            writers[p] = pq.ParquetWriter(f, schema, compression="zstd", use_dictionary=int_cols)
-        else:
-            writers[p] = pacsv.CSVWriter(f, schema)
+        writers[p] = _writer(f, schema, fmt)
     bar = _Progress(n_blocks, progress)
     t0 = time.monotonic()
     values = 0
@@ -161,11 +246,14 @@ def generate(
     try:
         for k in range(n_blocks):
             blk = plant.block(k)
-            pend_ts.append(blk.ts_ns())
-            for p in plant.assets:
-                pend_v[p].append(blk.values[p])
-                pend_s[p].append(blk.status[p])
-                values += blk.values[p].size
+            idx = kept_steps(blk.t0, blk.n, every)
+            if len(idx):
+                pend_ts.append(blk.ts_ns()[idx])
+                for p in plant.assets:
+                    v = blk.values[p] if every == 1 else blk.values[p][:, idx]
+                    pend_v[p].append(v)
+                    pend_s[p].append(blk.status[p] if every == 1 else blk.status[p][:, idx])
+                    values += v.size
             if len(pend_ts) >= ROW_GROUP_BLOCKS:
                 flush()
             bar.update(k + 1)
@@ -187,7 +275,7 @@ def generate(
         "seed": plant.seed,
         "start_ns": plant.start_ns,
         "days": n_blocks / 24,
-        "step_s": 1,
+        "step_s": every,
         "format": fmt,
         "states": {int(s): s.name.lower() for s in State},
         "reasons": {int(r): r.name.lower() for r in Reason},

@@ -13,6 +13,7 @@ import numpy as np
 
 from plant_simulator.clock import BLOCK_STEPS, NS, SimClock
 from plant_simulator.plant import Plant
+from plant_simulator.state import ClockLease
 
 log = logging.getLogger("plant_simulator.online")
 
@@ -43,19 +44,35 @@ class OnlinePlant:
 
 
 class Publisher:
-    """Every ``tick_s`` of wall time, publish the current simulated step to every sink."""
+    """Every ``tick_s`` of wall time, publish the current simulated step to every sink.
 
-    def __init__(self, online: OnlinePlant, clock: SimClock, sinks: list[Sink], tick_s: float = 0.5) -> None:
-        self.online, self.clock, self.sinks, self.tick_s = online, clock, sinks, tick_s
+    With a ``lease`` (the state file), a step's timestamp is reserved there before any sink sees it.
+    """
+
+    def __init__(
+        self,
+        online: OnlinePlant,
+        clock: SimClock,
+        sinks: list[Sink],
+        tick_s: float = 0.5,
+        lease: ClockLease | None = None,
+    ) -> None:
+        self.online, self.clock, self.sinks, self.tick_s, self.lease = online, clock, sinks, tick_s, lease
         self.last_step = -1
+        self.last_ts_ns = -1  # the newest timestamp handed to the sinks
         self.published = 0
 
     async def publish_step(self, step: int) -> None:
         col = await self.online.column(step)
         ts = self.online.ts_ns(step)
+        if self.lease is not None and self.lease.needs_write(ts):
+            await asyncio.to_thread(self.lease.reserve_sync, ts)  # written (fsync) before it is served
+        if self.lease is not None:
+            self.lease.served(ts)  # counted before the sinks: one of them may serve it and the next fail
         for s in self.sinks:
             await s.publish(step, ts, col)
         self.last_step = step
+        self.last_ts_ns = max(self.last_ts_ns, ts)
         self.published += 1
 
     async def run(self) -> None:

@@ -10,9 +10,9 @@ import numpy as np
 
 def bearing_defect_freqs(
     shaft_hz: float, n_balls: int, ball_d: float, pitch_d: float, angle_rad: float = 0.0
-):
+) -> tuple[float, float]:
     """Outer-race (BPFO) and inner-race (BPFI) defect frequencies of a rolling bearing, in Hz."""
-    r = ball_d / pitch_d * np.cos(angle_rad)
+    r = float(ball_d / pitch_d * np.cos(angle_rad))
     return n_balls / 2 * shaft_hz * (1 - r), n_balls / 2 * shaft_hz * (1 + r)
 
 

@@ -1,6 +1,8 @@
 """``shopfloor opcua browse URL [--pattern GLOB]``: print a server's address space and a config snippet.
 
 Browses breadth-first in batched Browse requests; the snippet (assets + one opcua source) validates as is.
+Security defaults to the connector's (Basic256Sha256 + SignAndEncrypt, trust list); ``--security-policy
+None --security-mode None`` browses unsecured, and says so.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import yaml
 from asyncua import Client, ua
 
 from connectors.opcua.config import NS0_URI, OpcUaSettings, parse_node_id
-from connectors.opcua.security import Pki, SecurityError, apply_security
+from connectors.opcua.security import NoMatchingEndpoint, Pki, SecurityError, apply_security
 from shopfloor.model import SIGNAL_NAME_RE
 
 log = logging.getLogger("shopfloor.opcua.browse")
@@ -53,7 +55,16 @@ class BrowsedNode:
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """``*`` one path segment, ``**`` any number of segments, ``?`` one character, ``{a,b}`` alternatives."""
+    """``*`` within one path segment, ``**`` any number of segments, ``?`` one character, ``{a,b}``
+    alternatives. A pattern without ``/`` matches any one segment of the path (``*hot-rolling*`` =
+    ``**/*hot-rolling*/**``), as in .gitignore; with a ``/`` it matches the whole path."""
+    body = _glob_body(pattern)
+    if "/" not in pattern:
+        return re.compile("^(?:.*/)?" + body + "(?:/.*)?$")
+    return re.compile("^" + body + "$")
+
+
+def _glob_body(pattern: str) -> str:
     out, i = [], 0
     while i < len(pattern):
         c = pattern[i]
@@ -79,7 +90,7 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
         i += 1
-    return re.compile("^" + "".join(out) + "$")
+    return "".join(out)
 
 
 def node_text(node_id: ua.NodeId, namespaces: list[str]) -> str:
@@ -212,13 +223,38 @@ def signal_type(data_type: str) -> str | None:
         return "int"
     if data_type in _FLOAT_TYPES:
         return "float"
-    return None  # strings, dates, structures: not a numeric signal
+    if data_type in ("String", "LocalizedText"):
+        return "text"  # stored as text (an alarm text, a recipe name)
+    return None  # dates, byte strings, structures: no signal type holds them
+
+
+def numeric_paths(top: BrowsedNode) -> list[str]:
+    """Browse paths of the variables a snippet can hold (numbers, booleans and text)."""
+    return [
+        "/".join(n.path)
+        for n in _walk(top)
+        if n.node_class == ua.NodeClass.Variable and n.path and signal_type(n.data_type) is not None
+    ]
+
+
+def no_match_note(pattern: str, paths: list[str]) -> str:
+    """Said when ``pattern`` matched none of ``paths``: how many there are and a pattern that matches."""
+    if not paths:
+        return "# no number, boolean or text variables below the root to match"
+    first = paths[0].split("/")
+    example = "/".join(first[:2]) + "/**" if len(first) > 2 else first[-1]
+    n = sum(1 for p in paths if glob_to_regex(example).match(p))
+    return (
+        f"# pattern {pattern!r} matched 0 of {len(paths)} number, boolean or text variables; for example "
+        f"--pattern '{example}' matches {n} (e.g. {paths[0]}). '*' stays within one path segment, '**' "
+        "spans segments; a pattern without '/' matches any one segment"
+    )
 
 
 def snippet(
     top: BrowsedNode, namespaces: list[str], pattern: str, settings: dict[str, Any], name: str, prefix: str
 ) -> tuple[str, int, int]:
-    """A plant-config snippet (site, assets, one source) for the matching numeric variables."""
+    """A plant-config snippet (site, assets, one source) for the matching number, boolean and text variables."""
     rx = glob_to_regex(pattern)
     assets: dict[str, list[dict[str, Any]]] = {}
     tags: list[dict[str, Any]] = []
@@ -275,16 +311,31 @@ def tree_lines(top: BrowsedNode, namespaces: list[str]) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="server endpoint, e.g. opc.tcp://plc:4840")
-    parser.add_argument("--pattern", default="**", help="glob on browse paths: * one level, ** any, {a,b}")
+    parser.add_argument(
+        "--pattern",
+        default="**",
+        help="glob on browse paths: * within a level, ** any levels, {a,b}; without '/' it matches any "
+        "one level (e.g. '*hot-rolling*')",
+    )
     parser.add_argument("--root", default="i=85", help="start node (default Objects, i=85); nsu= form")
     parser.add_argument("--depth", type=int, default=12, help="maximum depth below the root")
     parser.add_argument("--max-nodes", type=int, default=50_000, help="stop after this many nodes")
     parser.add_argument("--include-ns0", action="store_true", help="also list standard (ns=0) nodes")
     parser.add_argument(
-        "--security-policy", default="None", choices=["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep"]
+        "--security-policy",
+        default="Basic256Sha256",
+        choices=["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep"],
+        help="as the connector's security_policy (default Basic256Sha256; None only when asked for)",
     )
-    parser.add_argument("--security-mode", default="None", choices=["None", "Sign", "SignAndEncrypt"])
-    parser.add_argument("--trust-dir", type=Path, help="trusted server certificates")
+    parser.add_argument(
+        "--security-mode",
+        default="SignAndEncrypt",
+        choices=["None", "Sign", "SignAndEncrypt"],
+        help="as the connector's security_mode (default SignAndEncrypt)",
+    )
+    parser.add_argument(
+        "--trust-dir", type=Path, help="trusted server certificates (default STATE_DIR/NAME/pki/trusted)"
+    )
     parser.add_argument(
         "--state-dir", type=Path, default=Path("var/state"), help="where the client certificate is kept"
     )
@@ -311,10 +362,21 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return s
 
 
-async def browse(args: argparse.Namespace, out: Any = None) -> int:
+UNSECURED_FLAGS = "--security-policy None --security-mode None"
+
+
+async def browse(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
     out = out or sys.stdout
+    err = err or sys.stderr
     raw = _settings(args)
     settings = OpcUaSettings.model_validate(raw)
+    if settings.security_policy == "None":
+        print(
+            f"note: browsing {settings.endpoint} without security, as asked ({UNSECURED_FLAGS}): "
+            "nothing is signed or encrypted and the server is not authenticated; leave both flags out "
+            "to use Basic256Sha256 + SignAndEncrypt with the trust list, like the connector",
+            file=err,
+        )
     pki = Pki.for_source(settings, args.name, args.state_dir / args.name)
     client = Client(settings.endpoint, timeout=args.timeout)
     await apply_security(client, settings, pki, log)
@@ -338,17 +400,36 @@ async def browse(args: argparse.Namespace, out: Any = None) -> int:
         text, n_tags, skipped = snippet(top, namespaces, args.pattern, raw, args.name, args.asset_prefix)
         print(SNIPPET_MARK, file=out)
         print(
-            f"# {n_tags} tags matching {args.pattern!r}; {skipped} non-numeric or duplicate variables left out",
+            f"# {n_tags} tags matching {args.pattern!r}; {skipped} variables left out (dates, byte strings, "
+            "structures, or a duplicate signal name)",
             file=out,
         )
+        if n_tags == 0:
+            note = no_match_note(args.pattern, numeric_paths(top))
+            print(note, file=out)
+            print(note.lstrip("# "), file=err)
         print(text, file=out, end="")
     return 0
+
+
+def no_endpoint_hint(exc: NoMatchingEndpoint) -> str:
+    """What to pass to browse instead (the error itself speaks of the config keys)."""
+    if exc.offered and all(o == "None/None" for o in exc.offered):
+        return f"the server offers no security at all; to browse it unsecured anyway, add {UNSECURED_FLAGS}"
+    return (
+        "pass --security-policy/--security-mode for one of the endpoints it offers "
+        f"({UNSECURED_FLAGS} browses unsecured, if it offers that)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point for the CLI; returns the process exit code."""
     try:
         return asyncio.run(browse(args))
+    except NoMatchingEndpoint as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(no_endpoint_hint(exc), file=sys.stderr)
+        return 3
     except SecurityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

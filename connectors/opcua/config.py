@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import SettingsBase, TagBase
+from shopfloor.connector import SettingsBase, TagBase
 
 NS0_URI = "http://opcfoundation.org/UA/"
 
@@ -208,17 +209,32 @@ class OpcUaSettings(SettingsBase):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str) -> str:
-        if not re.match(r"^opc\.tcp://[^/\s:]+(:\d+)?(/\S*)?$", v):
-            raise ValueError(f"invalid endpoint {v!r}: expected opc.tcp://HOST:PORT[/PATH]")
+        expected = "expected opc.tcp://HOST:PORT[/PATH]"
+        if not v.startswith("opc.tcp://") or any(c.isspace() for c in v):
+            raise ValueError(f"invalid endpoint {v!r}: {expected}")
+        parts = urlsplit("tcp://" + v[len("opc.tcp://") :])
+        if not parts.hostname:
+            raise ValueError(f"invalid endpoint {v!r}: it names no host; {expected}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"invalid endpoint {v!r}: the port must be a number from 1 to 65535") from None
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError(f"invalid endpoint {v!r}: port {port} is outside 1..65535")
+        if parts.username or parts.password:
+            raise ValueError(
+                f"invalid endpoint {v!r}: credentials may not be written in the endpoint; use "
+                "username and password_env/password_file"
+            )
         return v
 
     @field_validator("status_overrides")
     @classmethod
     def _codes(cls, v: dict[str, str]) -> dict[str, str]:
-        from connectors.opcua.status_map import code_of
+        from connectors.opcua.status_map import check_override
 
-        for name in v:
-            code_of(name)  # raises with a suggestion when unknown
+        for name, quality in v.items():
+            check_override(name, quality)  # raises with a suggestion when unknown or not allowed
         return v
 
     @model_validator(mode="after")

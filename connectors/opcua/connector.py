@@ -1,6 +1,9 @@
 """OpcUaConnector: data changes of one publish cycle become one SampleBatch; events become Events.
 
-Source timestamps win (server timestamp as fallback); status codes become quality; polling reads as fallback.
+Samples carry the source timestamp; status codes become quality; polling reads as fallback. A value
+without a usable source timestamp (missing, or at/before 1970) is stored Bad (``BadInvalidTimestamp``)
+at the server timestamp, and a ``BadWaitingForInitialData`` placeholder is stored as NaN, Bad: neither
+can become Good data unless a ``status_overrides`` entry says so for the timestamp case.
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ from typing import Any
 import numpy as np
 from asyncua import ua
 
-from connectors.base import Connector, ConnectorSpec, Sink, SourceContext
 from connectors.opcua.config import OpcUaSettings, OpcUaTag, check_groups, parse_node_id
 from connectors.opcua.items import EVENT_HANDLE_BASE, EventItem, Item
 from connectors.opcua.status_map import override_table, qualities
 from connectors.opcua.supervisor import Callbacks, Supervisor
 from shopfloor.batch import SampleBatch
-from shopfloor.model import ASSET_PATH_RE, Event, EventKind, SeriesKey, now_ns
+from shopfloor.connector import Connector, ConnectorSpec, Sink, SourceContext
+from shopfloor.model import ASSET_PATH_RE, Event, EventKind, Quality, SeriesKey, SignalType, now_ns
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _BAD_TYPE = ua.StatusCodes.BadTypeMismatch
+_BAD_TIME = ua.StatusCodes.BadInvalidTimestamp
+_WAITING = ua.StatusCodes.BadWaitingForInitialData
 _NAN = math.nan
 
 
@@ -67,6 +72,12 @@ class OpcUaConnector(Connector[OpcUaSettings, OpcUaTag]):
         self._asset_of_series = np.array([asset_index[t.asset] for t in ctx.tags], dtype=np.int64)
         self._last_ts = np.full(len(ctx.tags), -1, dtype=np.int64)
         self._overrides = override_table(s.status_overrides)
+        # Text signals (an alarm text, a recipe name) keep the server's string; others must be numbers.
+        self._is_text = [
+            (sig := ctx.signals.get((t.asset, t.signal))) is not None and sig.type == SignalType.TEXT
+            for t in ctx.tags
+        ]
+        self._has_text = any(self._is_text)
         self._sink: Sink | None = None
         self._task: asyncio.Task[None] | None = None
         self.supervisor = Supervisor(
@@ -134,7 +145,7 @@ class OpcUaConnector(Connector[OpcUaSettings, OpcUaTag]):
         """One publish response → one SampleBatch (every data change in it, in server order)."""
         handles: list[int] = []
         stamps: list[int] = []
-        values: list[float] = []
+        values: list[float | str] = []
         codes: list[int] = []
         cache: dict[datetime, int] = {}
         for notif in result.NotificationMessage.NotificationData or ():
@@ -147,7 +158,7 @@ class OpcUaConnector(Connector[OpcUaSettings, OpcUaTag]):
     def _on_values(self, items: Sequence[Item], dvs: list[ua.DataValue]) -> None:
         handles: list[int] = []
         stamps: list[int] = []
-        values: list[float] = []
+        values: list[float | str] = []
         codes: list[int] = []
         cache: dict[datetime, int] = {}
         for it, dv in zip(items, dvs, strict=True):
@@ -161,24 +172,33 @@ class OpcUaConnector(Connector[OpcUaSettings, OpcUaTag]):
         cache: dict[datetime, int],
         handles: list[int],
         stamps: list[int],
-        values: list[float],
+        values: list[float | str],
         codes: list[int],
     ) -> None:
         if handle >= len(self._keys) or dv is None:
             return
-        t = dv.SourceTimestamp or dv.ServerTimestamp
-        if t is None:
-            stamp = now_ns()
-        else:
-            stamp = cache.get(t)
-            if stamp is None:
-                stamp = cache[t] = ts_ns(t)
         st = dv.StatusCode
         code = st.value if st is not None else 0
+        stamp = -1
+        t = dv.SourceTimestamp
+        if t is not None:
+            stamp = cache.get(t, -1)
+            if stamp < 0:
+                stamp = cache[t] = ts_ns(t)
+        if stamp <= 0:  # no usable source timestamp: when the value was measured is unknown
+            if code < 0x80000000:
+                code = _BAD_TIME
+            t = dv.ServerTimestamp
+            stamp = ts_ns(t) if t is not None else 0
+            if stamp <= 0:
+                stamp = now_ns()
         var = dv.Value
         v = var.Value if var is not None else None
-        if v is None:
+        value: float | str
+        if v is None or code == _WAITING:  # a placeholder is not a measurement, whatever it holds
             value = _NAN
+        elif self._has_text and self._is_text[handle] and not isinstance(v, list | tuple | bytes):
+            value = v.Text or "" if isinstance(v, ua.LocalizedText) else v if isinstance(v, str) else str(v)
         else:
             try:
                 value = float(v)
@@ -186,27 +206,37 @@ class OpcUaConnector(Connector[OpcUaSettings, OpcUaTag]):
                 value = _NAN
                 if code < 0x80000000:
                     code = _BAD_TYPE
-                self.tracker.on_error("unsupported_type", f"{self.items[handle].text}: {type(v).__name__}")
+                hint = (
+                    "; the server sends text: declare the signal with `type: text` to store it as text"
+                    if isinstance(v, str | ua.LocalizedText)
+                    else " (arrays and structures are not stored: map each element to a signal of its own)"
+                )
+                self.tracker.on_error(
+                    "unsupported_type", f"{self.items[handle].text}: {type(v).__name__}{hint}"
+                )
         handles.append(handle)
         stamps.append(stamp)
         values.append(value)
         codes.append(code)
 
-    def _emit(self, handles: list[int], stamps: list[int], values: list[float], codes: list[int]) -> None:
+    def _emit(
+        self, handles: list[int], stamps: list[int], values: list[float | str], codes: list[int]
+    ) -> None:
         if not handles or self._sink is None:
             return
         series = np.array(handles, dtype=np.uint32)
         ts = np.array(stamps, dtype=np.int64)
-        batch = SampleBatch(
-            self._keys,
-            series,
-            ts,
-            np.array(values, dtype=np.float64),
-            qualities(np.array(codes, dtype=np.uint32), self._overrides),
-        )
+        text = None
+        if self._has_text and any(isinstance(v, str) for v in values):
+            text = np.empty(len(values), dtype=object)
+            text[:] = [v if isinstance(v, str) else None for v in values]
+            values = [_NAN if isinstance(v, str) else v for v in values]
+        quality = qualities(np.array(codes, dtype=np.uint32), self._overrides)
+        batch = SampleBatch(self._keys, series, ts, np.array(values, dtype=np.float64), quality, text)
         self._last_ts[series] = np.maximum(self._last_ts[series], ts)
         self.batches += 1
-        self.tracker.on_samples(len(batch), int(ts.max()))
+        good = int(np.count_nonzero(quality == Quality.GOOD))
+        self.tracker.on_samples(len(batch), int(ts.max()), good=good)
         self._sink.emit(batch)
 
     def _last_by_asset(self) -> dict[str, int]:
@@ -257,11 +287,13 @@ class OpcUaConnector(Connector[OpcUaSettings, OpcUaTag]):
         kind = EventKind(src.kind) if severity >= src.alarm_severity else EventKind.SYSTEM
         etype = getattr(ev, "EventType", None)
         event_id = getattr(ev, "EventId", None)
+        code = "" if etype is None else etype.to_string()
         return Event(
             asset=asset,
             kind=kind,
             ts_ns=ts_ns(when) if isinstance(when, datetime) else now_ns(),
-            code="" if etype is None else etype.to_string(),
+            key=code or self.ctx.name,  # the OPC UA event type: a bounded set per source
+            code=code,
             message=text,
             value=float(severity),
             data={

@@ -32,6 +32,7 @@ MODES = {
     "Sign": ua.MessageSecurityMode.Sign,
     "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt,
 }
+MODE_NAMES = {v: k for k, v in MODES.items()}
 
 
 class SecurityError(Exception):
@@ -51,6 +52,16 @@ class CertificateTimeInvalid(SecurityError):
 class NoMatchingEndpoint(SecurityError):
     kind = "no_matching_endpoint"
 
+    def __init__(self, message: str, offered: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.offered = offered  # "policy/mode" of every endpoint, as security_policy/security_mode spell them
+
+
+class ClientCertificateRefused(SecurityError):
+    """The server does not accept this client's application certificate (not in its trust list)."""
+
+    kind = "client_certificate_refused"
+
 
 class IdentityRefused(SecurityError):
     """ActivateSession refused the configured user identity (counted with the other auth refusals)."""
@@ -62,6 +73,16 @@ _IDENTITY_CODES = {
     ua.StatusCodes.BadUserAccessDenied,
     ua.StatusCodes.BadIdentityTokenInvalid,
     ua.StatusCodes.BadIdentityTokenRejected,
+}
+_CLIENT_CERT_CODES = {
+    ua.StatusCodes.BadCertificateUntrusted,
+    ua.StatusCodes.BadSecurityChecksFailed,
+    ua.StatusCodes.BadCertificateInvalid,
+    ua.StatusCodes.BadCertificateUseNotAllowed,
+    ua.StatusCodes.BadCertificateUriInvalid,
+    ua.StatusCodes.BadCertificateRevoked,
+    ua.StatusCodes.BadCertificateIssuerRevoked,
+    ua.StatusCodes.BadCertificateChainIncomplete,
 }
 _TOKEN_TYPES = {
     "anonymous": ua.UserTokenType.Anonymous,
@@ -108,7 +129,7 @@ def _subject(cert: x509.Certificate) -> str:
 
 
 def _load_certs(directory: Path) -> list[tuple[Path, x509.Certificate]]:
-    out = []
+    out: list[tuple[Path, x509.Certificate]] = []
     if not directory.is_dir():
         return out
     for path in sorted(directory.iterdir()):
@@ -223,6 +244,34 @@ def identity_refused(exc: Exception, settings: OpcUaSettings) -> IdentityRefused
     )
 
 
+def client_certificate_refused(
+    exc: Exception, settings: OpcUaSettings, pki: Pki
+) -> ClientCertificateRefused | None:
+    """The server's refusal of our application certificate, with the file it must trust."""
+    code = getattr(exc, "code", None)
+    if settings.security_policy == "None" or not isinstance(exc, ua.UaStatusCodeError):
+        return None
+    if code not in _CLIENT_CERT_CODES:
+        return None
+    try:
+        fp = f", SHA-256 {fingerprint(pki.cert.read_bytes())}"
+    except OSError:
+        fp = ""
+    return ClientCertificateRefused(
+        f"{status_name(code)}: {settings.endpoint} refused this client's certificate {pki.cert} "
+        f"(application URI {pki.application_uri}{fp}); the server must trust it: copy that file into "
+        "the server's trusted client certificates (for the Shopfloor simulator: its --opcua-trust-dir, "
+        "default var/simulator-pki/trusted; it saves a refused certificate under rejected/ and logs "
+        "the copy command)"
+    )
+
+
+def endpoint_text(e: ua.EndpointDescription) -> str:
+    """``Basic256Sha256/SignAndEncrypt``: an endpoint as security_policy/security_mode spell it."""
+    policy = (e.SecurityPolicyUri or "").rsplit("#", 1)[-1] or "None"
+    return f"{policy}/{MODE_NAMES.get(e.SecurityMode, str(e.SecurityMode))}"
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60] or "server"
 
@@ -244,12 +293,11 @@ async def apply_security(client: Client, settings: OpcUaSettings, pki: Pki, log:
         endpoints = await client.connect_and_get_server_endpoints()
         match = [e for e in endpoints if e.SecurityPolicyUri == policy.URI and e.SecurityMode == mode]
         if not match:
-            offered = sorted(
-                {f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints}
-            )
+            offered = tuple(sorted({endpoint_text(e) for e in endpoints}))
             raise NoMatchingEndpoint(
                 f"{settings.endpoint} offers no {settings.security_policy}/{settings.security_mode} endpoint "
-                f"(it offers {', '.join(offered)}); change security_policy/security_mode"
+                f"(it offers {', '.join(offered) or 'no endpoint'}); change security_policy/security_mode",
+                offered,
             )
         pinned = _first_cert(match[0].ServerCertificate)
         check_server_certificate(pinned, pki, settings.endpoint)

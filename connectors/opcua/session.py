@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from asyncua.client.ua_client import UaClientState
 from connectors.opcua.config import NS0_URI, NodeRef, OpcUaSettings
 from connectors.opcua.errors import describe_error
 from connectors.opcua.items import Item
-from connectors.opcua.security import Pki, apply_security, identity_refused
+from connectors.opcua.security import Pki, apply_security, client_certificate_refused, identity_refused
 from connectors.opcua.status_map import status_name
 from connectors.opcua.subscriptions import Subscriptions
 
@@ -44,6 +45,14 @@ class _ClosedTransportFilter(logging.Filter):
 _SESSION_LOG = logging.getLogger("asyncua.client.ua_session.UaSession")
 if not any(isinstance(f, _ClosedTransportFilter) for f in _SESSION_LOG.filters):
     _SESSION_LOG.addFilter(_ClosedTransportFilter())
+
+
+def namespace_missing(uri: str, namespaces: Sequence[str]) -> str:
+    """Why ``uri`` cannot be resolved, listing the namespace URIs the server has (and a close one)."""
+    close = difflib.get_close_matches(uri, list(namespaces), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(repr(n) for n in namespaces) or "none"
+    return f"namespace {uri!r} is not on the server (it has {len(namespaces)}: {listed}){hint}"
 
 
 class OpcUaSession:
@@ -77,7 +86,7 @@ class OpcUaSession:
         try:
             await asyncio.wait_for(self.client.connect(), s.connect_timeout_s)
         except ua.UaStatusCodeError as exc:
-            refused = identity_refused(exc, s)
+            refused = identity_refused(exc, s) or client_certificate_refused(exc, s, self.pki)
             if refused is None:
                 raise
             raise refused from exc
@@ -97,9 +106,7 @@ class OpcUaSession:
         try:
             ns = self.namespaces.index(uri)
         except ValueError:
-            raise KeyError(
-                f"namespace {uri!r} is not on the server (it has {len(self.namespaces)})"
-            ) from None
+            raise KeyError(namespace_missing(uri, self.namespaces)) from None
         if ref.kind == "i":
             return ua.NodeId(int(ref.identifier), ns, ua.NodeIdType.Numeric)
         if ref.kind == "s":

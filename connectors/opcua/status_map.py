@@ -14,9 +14,14 @@ Severity is bits 31–30: 00 Good, 01 Uncertain, 10 Bad (11 is reserved and trea
 | BadCommunicationError, BadNoCommunication    | 0x80050000…  | BAD       |
 | BadNodeIdUnknown, BadConfigurationError      | 0x80340000…  | BAD       |
 | BadWaitingForInitialData, BadOutOfService    | 0x80320000…  | BAD       |
+| any code, SourceTimestamp missing or ≤ 1970  | → 0x80230000 | BAD       |
 
 The info bits (limit, overflow, historian bits) never change the quality. A source may move named
-codes to another quality with ``status_overrides`` (Telegraf's "treat these codes as good").
+codes to another quality with ``status_overrides`` (Telegraf's "treat these codes as good"), except
+``BadWaitingForInitialData``: a server's placeholder before its first value is never data (stored
+as NaN, Bad). A Good or Uncertain value without a usable SourceTimestamp (absent, or the 1601/1970
+epoch) gets ``BadInvalidTimestamp`` and the server timestamp: when it was measured is unknown
+(``status_overrides: {BadInvalidTimestamp: good}`` accepts server timestamps for such a server).
 """
 
 from __future__ import annotations
@@ -71,6 +76,21 @@ def code_of(name: str) -> int:
         raise ValueError(f"unknown OPC UA status code name {name!r}{hint}") from None
 
 
+#: codes no override may move out of Bad
+NEVER_DATA = {int(ua.StatusCodes.BadWaitingForInitialData)}
+
+
+def check_override(name: str, quality: str) -> int:
+    """The code of ``name``; ValueError if it is unknown or may not become ``quality``."""
+    code = code_of(name)
+    if code in NEVER_DATA and quality.lower() != "bad":
+        raise ValueError(
+            f"status_overrides may not make {name} {quality}: it is a server's placeholder before the "
+            "first value of a variable, never a measurement"
+        )
+    return code
+
+
 def override_table(overrides: Mapping[str, str]) -> dict[int, int]:
     """``{"UncertainInitialValue": "good"}`` → ``{0x40920000: Quality.GOOD}``."""
-    return {code_of(name): int(Quality[q.upper()]) for name, q in overrides.items()}
+    return {check_override(name, q): int(Quality[q.upper()]) for name, q in overrides.items()}

@@ -13,6 +13,7 @@ Why our own supervisor with a fresh ``asyncua.Client`` per attempt instead of ``
 * The server certificate is checked against the trust list on every attempt (a server that came back
   with a new certificate is refused, not silently accepted), and the identity is re-applied.
 * We need the outage window to record a gap, and one log line per state change (HealthTracker).
+  Waits between attempts come from the project's one backoff (``shopfloor.backoff.Backoff``).
 
 The cost: after a pure network blip (server still up) asyncua could re-activate the old session and
 republish the queued notifications; we start a new session, so that window is recorded as a gap
@@ -36,13 +37,14 @@ from typing import Any
 
 from asyncua import ua
 
-from connectors.health import HealthTracker
 from connectors.opcua.config import OpcUaSettings
 from connectors.opcua.errors import classify, describe_error
 from connectors.opcua.items import EventItem, Item
 from connectors.opcua.security import Pki
 from connectors.opcua.session import OpcUaSession
 from connectors.opcua.subscriptions import PublishCallback
+from shopfloor.backoff import Backoff
+from shopfloor.health import HealthTracker
 from shopfloor.model import Event, EventKind, now_ns
 
 
@@ -84,13 +86,14 @@ class Supervisor:
         self._lost_last: dict[str, int] = {}
         self._stop = asyncio.Event()
         self._rng = random.Random()
+        # the project's one backoff: doubling from reconnect_initial_s to reconnect_max_s, equal jitter
+        self.backoff = Backoff(settings.reconnect_initial_s, settings.reconnect_max_s, rng=self._rng)
 
     @property
     def assets(self) -> list[str]:
         return sorted({it.tag.asset for it in self.items})
 
     async def run(self) -> None:
-        delay = self.settings.reconnect_initial_s
         while not self._stop.is_set():
             session = OpcUaSession(self.settings, self.pki, self.log)
             self.session = session
@@ -103,10 +106,9 @@ class Supervisor:
             except Exception as exc:  # every failure is classified, counted and retried with backoff
                 self.tracker.on_disconnected(classify(exc), describe_error(exc))
                 await session.close()
-                await self._sleep(delay * self._rng.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.settings.reconnect_max_s)
+                await self._sleep(self.backoff.next())
                 continue
-            delay = self.settings.reconnect_initial_s
+            self.backoff.reset()
             self.sessions += 1
             self.tracker.on_connected()
             self._record_gap()
@@ -120,7 +122,7 @@ class Supervisor:
             self._lost_reason = session.lost_reason
             self.tracker.on_disconnected("connection_lost", session.lost_reason)
             await session.close()
-            await self._sleep(delay * self._rng.uniform(0.8, 1.2))
+            await self._sleep(self.backoff.next())
         self.session = None
 
     async def _setup(self, session: OpcUaSession) -> None:
@@ -203,6 +205,7 @@ class Supervisor:
                             asset=it.tag.asset,
                             kind=EventKind.SYSTEM,
                             ts_ns=now_ns(),
+                            key=it.tag.signal,
                             code=it.failed.split(":", 1)[0],
                             message=f"{it.tag.signal}: monitored item {it.text} failed: {it.failed}",
                             data={"source": self.name, "signal": it.tag.signal, "node_id": it.text},
@@ -233,6 +236,7 @@ class Supervisor:
                     asset=asset,
                     kind=EventKind.GAP,
                     ts_ns=last.get(asset, lost),
+                    key=self.name,
                     code="connection_lost",
                     message=f"no data from source {self.name} for {(restored - lost) / 1e9:.1f} s: {self._lost_reason}",
                     value=(restored - lost) / 1e9,

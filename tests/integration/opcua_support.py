@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from asyncua import ua
 
-from connectors.base import SourceContext
 from connectors.opcua.config import OpcUaSettings, OpcUaTag
 from connectors.opcua.connector import OpcUaConnector
+from connectors.opcua.security import ensure_client_certificate
 from plant_simulator.clock import SimClock
 from plant_simulator.online import OnlinePlant, Publisher
 from plant_simulator.opcua_server import (
@@ -24,6 +26,7 @@ from plant_simulator.opcua_server import (
 from plant_simulator.plant import Plant, default_plant
 from plant_simulator.sensor_faults import SensorFault
 from shopfloor.batch import SampleBatch
+from shopfloor.connector import SourceContext
 from shopfloor.model import Event
 from shopfloor.testing.servers import free_port
 
@@ -108,6 +111,18 @@ def connector(tags: list[OpcUaTag], state: Path, **settings: object) -> OpcUaCon
     }
     s = OpcUaSettings.model_validate(base | settings)
     return OpcUaConnector(SourceContext("sim-opcua", s, tags, state_dir=state))
+
+
+async def trust_connector(con: OpcUaConnector, server_trust_dir: Path) -> Path:
+    """Trust ``con``'s client certificate on a secured simulator: the step an operator does by hand.
+
+    The connector creates its certificate on its first connect (logging the path); here it is created
+    ahead and copied into the server's trust directory (``--opcua-trust-dir``, default
+    ``<opcua-cert-dir>/trusted``). Returns the copy.
+    """
+    cert, _key = await ensure_client_certificate(con.supervisor.pki, logging.getLogger("tests.opcua"))
+    server_trust_dir.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(cert, server_trust_dir / f"{con.ctx.name}.der"))
 
 
 @contextlib.asynccontextmanager

@@ -55,7 +55,8 @@ class SimulatorDevice:
         type(self).source_yaml = self.source_text(opcua_port, modbus_port)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         cmd = [sys.executable, "-m", "plant_simulator", "--opcua-port", str(opcua_port),
-               "--modbus-port", str(modbus_port), "--speed", "10"]  # fmt: skip
+               "--modbus-port", str(modbus_port), "--speed", "10",
+               "--state-dir", str(tmp_path / "sim-state")]  # fmt: skip
         log = open(tmp_path / "simulator.log", "wb")  # noqa: SIM115 - closed in teardown
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         self._log = log

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from asyncua import ua
 from opcua_support import (
     CNC,
@@ -26,6 +27,8 @@ from opcua_support import (
 )
 
 from connectors.opcua import browse
+from connectors.opcua.config import OpcUaTag
+from connectors.opcua.security import NoMatchingEndpoint
 from plant_simulator.config_gen import plant_config
 from plant_simulator.online import Publisher
 from plant_simulator.opcua_server import (
@@ -38,6 +41,9 @@ from shopfloor.config.load import validate_document
 from shopfloor.config.sources import validate_sources
 from shopfloor.config.yaml_source import parse_yaml
 from shopfloor.model import Event, EventKind, Quality
+from shopfloor.testing.servers import free_port
+
+UNSECURED = ["--security-policy", "None", "--security-mode", "None"]
 
 
 async def test_every_signal_arrives_with_the_simulators_value_and_timestamp(sim, tmp_path: Path) -> None:
@@ -131,6 +137,7 @@ async def test_server_restart_restores_every_item_and_records_the_gap(sim, tmp_p
     for e in gaps:  # marked at the last sample before the loss, never backfilled
         assert e.ts_ns == plant.start_ns + STEP * NS
         assert e.data["restored_at_ns"] > e.data["lost_at_ns"]
+        assert e.key == "sim-opcua"  # a gap is about its source
     after = sink.latest(n_before)
     assert {(ts - plant.start_ns) // NS for ts, _, _ in after.values()} == {STEP + 120}
     for (asset, signal), (_, value, _) in after.items():
@@ -167,6 +174,7 @@ async def test_node_missing_after_restart_is_listed_and_the_others_continue(sim,
     assert (MILL, "roll_force") not in sink.latest(n_before)
     flagged = [e for e in sink.events if e.kind is EventKind.SYSTEM and e.code == "BadNodeIdUnknown"]
     assert [(e.asset, e.data["node_id"]) for e in flagged] == [(MILL, gone)]
+    assert [e.key for e in flagged] == ["roll_force"]  # an item failure is about its signal
 
 
 async def test_poll_mode_reads_values(sim, tmp_path: Path) -> None:
@@ -207,6 +215,7 @@ async def test_state_change_events_are_subscribed(sim, tmp_path: Path) -> None:
         await con.stop()
     (ev,) = [e for e in sink.events if e.kind is EventKind.STATE_CHANGE]
     assert ev.asset == asset and ev.ts_ns == plant.start_ns + step * NS
+    assert ev.key == ev.code == "i=2041"  # keyed by its OPC UA event type (BaseEventType)
     assert f"-> {int(states[asset][step])}" in ev.message
 
 
@@ -215,10 +224,19 @@ async def test_browse_prints_a_snippet_that_validates_as_a_source(sim, tmp_path:
     parser = argparse.ArgumentParser()
     browse.add_arguments(parser)
     args = parser.parse_args(
-        [srv.endpoint, "--pattern", "qijiang/copper/**", "--state-dir", str(tmp_path), "--name", "sim"]
+        [
+            srv.endpoint,
+            "--pattern",
+            "qijiang/copper/**",
+            "--state-dir",
+            str(tmp_path),
+            "--name",
+            "sim",
+            *UNSECURED,
+        ]
     )
     out = io.StringIO()
-    assert await browse.browse(args, out) == 0
+    assert await browse.browse(args, out, io.StringIO()) == 0
     text = out.getvalue()
     assert f"{MILL.rsplit('/', 1)[-1]}  (Object)" in text  # the tree
     snippet = text[text.index(browse.SNIPPET_MARK) :]
@@ -267,8 +285,8 @@ async def test_default_plant_lands_in_influxdb_with_values_and_source_timestamps
     sim, influxd, influx_db: str, tmp_path: Path
 ) -> None:
     from historian.influx_v1 import InfluxV1Store
-    from historian.url import parse_url
     from historian.writer import HistorianWriter
+    from shopfloor.config.historian_url import parse_url
     from shopfloor.config.schema import HistorianConfig
 
     plant, srv, pub = sim
@@ -330,3 +348,126 @@ async def test_default_plant_lands_in_influxdb_with_values_and_source_timestamps
         assert (s.ts_ns, int(s.quality)) == (ts, quality), key
         assert s.value == pytest.approx(value, nan_ok=True), key
         assert s.value == pytest.approx(expected(plant, *key, STEP + 60), nan_ok=True), key
+
+
+# -- before its first value, a variable is stored Bad, never as a Good zero -------------------------
+async def test_a_variable_without_its_first_value_is_stored_bad_not_as_zero(tmp_path: Path) -> None:
+    plant = make_plant()
+    srv = SimOpcUaServer({CNC: plant.signals(CNC)}, "127.0.0.1", free_port())
+    await srv.start()  # serving, but the model has published nothing yet
+    con = connector(all_tags(plant, [CNC]), tmp_path, endpoint=srv.endpoint)
+    sink = ListSink()
+    await con.start(sink)
+    try:
+        await wait_for(lambda: len(sink.latest()) == len(plant.signals(CNC)))
+    finally:
+        await con.stop()
+        await srv.stop()
+    for (_asset, signal), (_ts, value, quality) in sink.latest().items():
+        assert quality == Quality.BAD and math.isnan(value), signal
+
+
+# -- error texts ----------------------------------------------------------------------------------
+async def test_a_secure_source_against_an_unsecured_server_names_the_endpoints_readably(
+    sim, tmp_path: Path
+) -> None:
+    plant, srv, _ = sim
+    con = connector(
+        all_tags(plant, [CNC]),
+        tmp_path,
+        endpoint=srv.endpoint,
+        security_policy="Basic256Sha256",
+        security_mode="SignAndEncrypt",
+    )
+    await con.start(ListSink())
+    try:
+        await wait_for(lambda: "no_matching_endpoint" in con.health().errors)
+    finally:
+        await con.stop()
+    msg = con.health().last_error
+    assert "offers no Basic256Sha256/SignAndEncrypt endpoint (it offers None/None)" in msg
+    assert "None_" not in msg
+
+
+async def test_a_missing_namespace_names_the_servers_namespaces(sim, tmp_path: Path) -> None:
+    _, srv, _ = sim
+    tag = OpcUaTag(asset=CNC, signal="state", node_id=f"nsu=urn:shopfloor:plant-simulater;s={CNC}/state")
+    con = connector([tag], tmp_path, endpoint=srv.endpoint)
+    await con.start(ListSink())
+    try:
+        await wait_for(lambda: bool(con.failed_items))
+    finally:
+        await con.stop()
+    (reason,) = con.failed_items.values()
+    assert reason.startswith("BadNamespaceUnknown: namespace 'urn:shopfloor:plant-simulater' is not on")
+    assert f"'{NAMESPACE_URI}'" in reason and "did you mean" in reason
+
+
+async def test_browse_is_secure_by_default_and_says_how_to_browse_unsecured(sim, tmp_path: Path) -> None:
+    _, srv, _ = sim
+    parser = argparse.ArgumentParser()
+    browse.add_arguments(parser)
+    args = parser.parse_args([srv.endpoint, "--state-dir", str(tmp_path)])
+    assert (args.security_policy, args.security_mode) == ("Basic256Sha256", "SignAndEncrypt")
+    with pytest.raises(NoMatchingEndpoint) as err:
+        await browse.browse(args, io.StringIO(), io.StringIO())
+    assert "(it offers None/None)" in str(err.value)
+    assert browse.UNSECURED_FLAGS in browse.no_endpoint_hint(err.value)
+    # asked for explicitly, it browses unsecured and says so
+    err_out = io.StringIO()
+    args = parser.parse_args([srv.endpoint, "--state-dir", str(tmp_path), "--format", "yaml", *UNSECURED])
+    assert await browse.browse(args, io.StringIO(), err_out) == 0
+    assert "without security" in err_out.getvalue()
+
+
+async def test_browse_pattern_without_a_slash_matches_any_path_segment(sim, tmp_path: Path) -> None:
+    _, srv, _ = sim
+    parser = argparse.ArgumentParser()
+    browse.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            srv.endpoint,
+            "--pattern",
+            "*hot-rolling*",
+            "--state-dir",
+            str(tmp_path),
+            "--format",
+            "yaml",
+            *UNSECURED,
+        ]
+    )
+    out = io.StringIO()
+    assert await browse.browse(args, out, io.StringIO()) == 0
+    doc = yaml.safe_load(out.getvalue())
+    (source,) = doc["sources"]
+    assets = {t["asset"] for t in source["tags"]}
+    assert assets == {MILL}  # the README example: everything of the hot-rolling line, nothing else
+
+
+async def test_browse_pattern_matching_nothing_says_so_with_an_example(sim, tmp_path: Path) -> None:
+    _, srv, _ = sim
+    parser = argparse.ArgumentParser()
+    browse.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            srv.endpoint,
+            "--pattern",
+            "qijiang/*rolling*",
+            "--state-dir",
+            str(tmp_path),
+            "--format",
+            "yaml",
+            *UNSECURED,
+        ]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert await browse.browse(args, out, err) == 0
+    assert "matched 0 of 229 number, boolean or text variables" in err.getvalue()
+    assert "matched 0 of 229" in out.getvalue()
+    example = err.getvalue().split("--pattern '", 1)[1].split("'", 1)[0]
+    args = parser.parse_args(
+        [srv.endpoint, "--pattern", example, "--state-dir", str(tmp_path), "--format", "yaml", *UNSECURED]
+    )
+    again = io.StringIO()
+    assert await browse.browse(args, again, io.StringIO()) == 0
+    assert yaml.safe_load(again.getvalue())["sources"][0]["tags"]  # the example matches

@@ -18,6 +18,7 @@ from opcua_support import (
     connector,
     expected,
     make_plant,
+    trust_connector,
     wait_for,
 )
 
@@ -68,6 +69,7 @@ async def test_sign_and_encrypt_with_trusted_server_and_username_login(
     trust.mkdir()
     shutil.copy(tmp_path / "server-pki" / "server-cert.der", trust / "simulator.der")
     con = secure_connector(secured, tmp_path / "state", trust)
+    await trust_connector(con, tmp_path / "server-pki" / "trusted")
     sink = ListSink()
     await con.start(sink)
     try:
@@ -84,6 +86,7 @@ async def test_sign_and_encrypt_with_trusted_server_and_username_login(
 async def test_untrusted_server_is_refused_with_the_copy_command(secured, tmp_path: Path) -> None:
     trust = tmp_path / "trusted"
     con = secure_connector(secured, tmp_path / "state", trust)
+    await trust_connector(con, tmp_path / "server-pki" / "trusted")
     sink = ListSink()
     await con.start(sink)
     try:
@@ -159,6 +162,7 @@ async def test_aes128_sha256_rsaoaep_sign_and_encrypt_delivers_the_simulators_va
         security_mode="SignAndEncrypt",
         trust_dir=str(trust_server(tmp_path)),
     )
+    await trust_connector(con, tmp_path / "server-pki" / "trusted")
     sink = ListSink()
     await con.start(sink)
     try:
@@ -210,6 +214,7 @@ async def test_x509_user_identity_trusted_by_the_server_is_accepted(
 ) -> None:
     plant = make_plant()
     con = x509_connector(x509_server, tmp_path, "trusted")
+    await trust_connector(con, tmp_path / "server-pki" / "trusted")
     sink = ListSink()
     await con.start(sink)
     try:
@@ -228,6 +233,7 @@ async def test_x509_user_identity_not_trusted_by_the_server_is_refused(
 ) -> None:
     make_user_identity(tmp_path / "users", "stranger")
     con = x509_connector(x509_server, tmp_path, "stranger")
+    await trust_connector(con, tmp_path / "server-pki" / "trusted")  # the application, not the user
     sink = ListSink()
     await con.start(sink)
     try:
@@ -264,5 +270,29 @@ async def test_identity_the_endpoint_does_not_offer_is_refused_before_connecting
         await wait_for(lambda: "no_matching_endpoint" in con.health().errors)
         assert "does not accept identity 'username' (it accepts: certificate)" in con.health().last_error
         assert sink.rows() == 0 and not con.health().connected
+    finally:
+        await con.stop()
+
+
+async def test_a_server_that_does_not_trust_the_connector_is_told_which_file_to_copy(
+    secured, tmp_path: Path
+) -> None:
+    """The simulator accepts only client certificates in its trust dir (``--opcua-trust-dir``,
+    default ``<opcua-cert-dir>/trusted``); the connector's refusal names its own certificate."""
+    con = secure_connector(secured, tmp_path / "state", trust_server(tmp_path))
+    sink = ListSink()
+    await con.start(sink)
+    try:
+        await wait_for(lambda: "client_certificate_refused" in con.health().errors)
+        msg = con.health().last_error
+        cert = con.supervisor.pki.cert
+        assert msg.startswith("client_certificate_refused: BadCertificateUntrusted: ")
+        assert str(cert) in msg and "--opcua-trust-dir" in msg
+        assert sink.rows() == 0 and not con.health().connected
+        (refused,) = (tmp_path / "server-pki" / "rejected").iterdir()  # the server kept a copy
+        assert refused.read_bytes() == cert.read_bytes()
+        (tmp_path / "server-pki" / "trusted").mkdir()  # what the message (and the server's log) say
+        shutil.copy(cert, tmp_path / "server-pki" / "trusted")
+        await wait_for(lambda: sink.rows() > 0, 30)
     finally:
         await con.stop()

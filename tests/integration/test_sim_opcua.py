@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,8 @@ async def test_secured_server_refuses_none_and_accepts_user_with_encryption(tmp_
             [ExtendedKeyUsageOID.CLIENT_AUTH],
             {"commonName": "test-client"},
         )
+        (tmp_path / "pki" / "trusted").mkdir()
+        shutil.copy(cc, tmp_path / "pki" / "trusted")  # the server accepts only clients it trusts
         wrong = Client(srv.endpoint, timeout=5)
         wrong.application_uri = "urn:shopfloor:test-client"
         await wrong.set_security_string(
@@ -183,3 +186,125 @@ async def test_policies_and_x509_users_are_offered_only_when_asked(tmp_path: Pat
         OpcUaSecurity(("Sign",), tmp_path / "pki", policies=("Basic128Rsa15",)).policy_types()
     with pytest.raises(ValueError, match="needs a Sign or SignAndEncrypt endpoint"):
         await SimOpcUaServer({}, "127.0.0.1", free_port(), OpcUaSecurity(user_certificates=(user,))).start()
+
+
+# -- before the first value: no placeholder that looks like data ---------------------------------
+async def test_a_variable_is_waiting_for_initial_data_until_its_first_value() -> None:
+    plant = make_plant()
+    srv = SimOpcUaServer({CNC: plant.signals(CNC)}, "127.0.0.1", free_port())
+    await srv.start()  # listening, nothing published yet
+    try:
+        async with Client(srv.endpoint, timeout=10) as c:
+            ns = await c.get_namespace_index(NAMESPACE_URI)
+            node = c.get_node(ua.NodeId(f"{CNC}/spindle_load", ns))
+            dv = await node.read_data_value(raise_on_bad_status=False)
+            assert dv.StatusCode.value == ua.StatusCodes.BadWaitingForInitialData
+            assert dv.SourceTimestamp is None and dv.Value.Value is None
+            assert await node.read_data_type_as_variant_type() == ua.VariantType.Double  # type kept
+    finally:
+        await srv.stop()
+
+
+# -- security: the key is private, only trusted client certificates are accepted ------------------
+async def make_client_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key, cert = directory / f"{name}-key.pem", directory / f"{name}-cert.der"
+    await setup_self_signed_certificate(
+        key,
+        cert,
+        f"urn:shopfloor:{name}",
+        "localhost",
+        [ExtendedKeyUsageOID.CLIENT_AUTH],
+        {"commonName": name},
+    )
+    return cert, key
+
+
+async def secure_client(srv: SimOpcUaServer, cert: Path, key: Path, name: str, server_pki: Path) -> Client:
+    c = Client(srv.endpoint, timeout=5)
+    c.application_uri = f"urn:shopfloor:{name}"
+    await c.set_security_string(
+        f"Basic256Sha256,SignAndEncrypt,{cert},{key},{server_pki / 'server-cert.der'}"
+    )
+    return c
+
+
+async def test_server_private_key_is_600_in_a_700_directory(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir(mode=0o755)  # an existing, too open directory is closed too
+    pki.chmod(0o755)
+    srv = SimOpcUaServer({}, "127.0.0.1", free_port(), OpcUaSecurity(("SignAndEncrypt",), pki))
+    await srv.start()
+    await srv.stop()
+    assert (pki / "server-key.pem").stat().st_mode & 0o777 == 0o600
+    assert pki.stat().st_mode & 0o777 == 0o700
+
+
+async def test_untrusted_client_certificate_is_refused_until_copied_into_the_trust_dir(
+    tmp_path: Path, caplog
+) -> None:
+    plant = make_plant()
+    pki, trust = tmp_path / "pki", tmp_path / "clients-trusted"
+    sec = OpcUaSecurity(("SignAndEncrypt",), pki, trust_dir=trust)
+    srv = SimOpcUaServer({CNC: plant.signals(CNC)}, "127.0.0.1", free_port(), sec)
+    await srv.start()
+    cert, key = await make_client_certificate(tmp_path / "client", "stranger")
+    try:
+        refused = await secure_client(srv, cert, key, "stranger", pki)
+        with pytest.raises(ua.UaStatusCodeError) as err:
+            await refused.connect()
+        await refused.disconnect()
+        assert err.value.code == ua.StatusCodes.BadCertificateUntrusted
+        (saved,) = (pki / "rejected").iterdir()
+        assert saved.read_bytes() == cert.read_bytes()
+        assert f"cp {saved} {trust}/" in caplog.text  # the server says how to trust it
+        # trusting it (the copy the log names) admits the same client, without a server restart
+        trust.mkdir()
+        shutil.copy(saved, trust)
+        accepted = await secure_client(srv, cert, key, "stranger", pki)
+        async with accepted:
+            ns = await accepted.get_namespace_index(NAMESPACE_URI)
+            assert await accepted.get_node(ua.NodeId(f"{CNC}/state", ns)).read_browse_name()
+    finally:
+        await srv.stop()
+
+
+async def test_a_channel_with_an_untrusted_certificate_reads_nothing_even_if_create_session_omits_it(
+    tmp_path: Path,
+) -> None:
+    """asyncua checks CreateSession's ClientCertificate only when the client sends one; the server
+    also checks each secure channel's own certificate, so leaving it out does not get a client in."""
+    plant = make_plant()
+    pki = tmp_path / "pki"
+    srv = SimOpcUaServer(
+        {CNC: plant.signals(CNC)}, "127.0.0.1", free_port(), OpcUaSecurity(("SignAndEncrypt",), pki)
+    )
+    await srv.start()
+    cert, key = await make_client_certificate(tmp_path / "client", "sneaky")
+    try:
+        c = await secure_client(srv, cert, key, "sneaky", pki)
+        original = c.uaclient.create_session
+
+        async def without_certificate(params: ua.CreateSessionParameters) -> ua.CreateSessionResult:
+            params.ClientCertificate = None
+            return await original(params)
+
+        c.uaclient.create_session = without_certificate  # type: ignore[method-assign]
+        try:
+            await c.connect()
+            ns_read = c.get_node(ua.NodeId(ua.ObjectIds.Server_NamespaceArray)).read_value()
+            with pytest.raises(ua.UaStatusCodeError) as err:
+                await ns_read
+            assert err.value.code == ua.StatusCodes.BadCertificateUntrusted
+        except ua.UaStatusCodeError as exc:  # refused already while connecting: just as good
+            assert exc.code in (
+                ua.StatusCodes.BadCertificateUntrusted,
+                ua.StatusCodes.BadSecurityChecksFailed,
+            )
+        finally:
+            await c.disconnect()
+    finally:
+        await srv.stop()

@@ -146,3 +146,14 @@ def test_browse_glob_and_names() -> None:
     asset, signal = asset_and_signal(("PLC 1", "Motor#2", "Speed (rpm)"), "plant")
     assert ASSET_PATH_RE.match(asset) and signal == "Speed__rpm_"
     assert asset_and_signal(("Temp",), "plant")[0] == "plant/device"
+
+
+def test_browse_pattern_without_a_slash_matches_any_one_segment() -> None:
+    rx = glob_to_regex("*hot-rolling*")  # the README example
+    assert rx.match("qijiang/copper/hot-rolling/mill-1/roll_force")
+    assert not rx.match("qijiang/copper/cold-rolling/mill-2/roll_force")
+    assert glob_to_regex("roll_force").match("qijiang/copper/hot-rolling/mill-1/roll_force")
+    assert not glob_to_regex("roll").match("qijiang/copper/hot-rolling/mill-1/roll_force")  # whole segments
+    assert glob_to_regex("{strip_temp,roll_force}").match("a/b/strip_temp")
+    # with a slash the pattern is anchored at the root, as before
+    assert not glob_to_regex("hot-rolling/*").match("qijiang/copper/hot-rolling/mill-1")
