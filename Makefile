@@ -30,7 +30,9 @@ test: $(STAMP) servers
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check shopfloor historian
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_import_graph.py
 
 bench: $(STAMP) servers
 	$(PY) benchmarks/historian_write.py

@@ -25,12 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from connectors.base import SourceContext
 from connectors.modbus.config import ModbusSettings, ModbusTag
 from connectors.modbus.connector import ModbusConnector
 from connectors.modbus.read_plan import Item, plan_reads
 from historian.influx_v1 import InfluxV1Store
-from historian.url import parse_url
 from historian.writer import HistorianWriter
 from plant_simulator.clock import SimClock
 from plant_simulator.config_gen import plant_config
@@ -39,7 +37,10 @@ from plant_simulator.online import OnlinePlant, Publisher
 from plant_simulator.plant import default_plant
 from plant_simulator.register_map import build_register_map
 from shopfloor.batch import SampleBatch
+from shopfloor.bus import Bus
+from shopfloor.config.historian_url import parse_url
 from shopfloor.config.schema import HistorianConfig
+from shopfloor.connector import SourceContext
 from shopfloor.model import Event, SeriesKey
 from shopfloor.testing.servers import InfluxDB1Server, free_port
 
@@ -149,18 +150,21 @@ def historian_config(tmp: Path, url: str) -> HistorianConfig:
 
 
 class WriterSink:
-    """The historian writer as the connector's sink (what the acquisition service wires up)."""
+    """What the acquisition service wires up: the source's sink publishes onto the live-stream bus,
+    whose first (lossless) subscriber is the historian writer."""
 
     def __init__(self, writer: HistorianWriter) -> None:
         self.writer = writer
+        self.bus = Bus()
+        self.bus.attach("historian", writer.submit, writer.submit_events)
         self.samples = 0
 
     def emit(self, batch: SampleBatch) -> None:
         self.samples += len(batch)
-        self.writer.submit(batch)
+        self.bus.publish(batch)
 
     def emit_events(self, events: list[Event]) -> None:
-        self.writer.submit_events(events)
+        self.bus.publish_events(events)
 
 
 def make_connector(port: int, tags: list[dict[str, Any]], interval: str) -> ModbusConnector:

@@ -25,14 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asyncua import Client, Server, ua
 
-from connectors.base import SourceContext
 from connectors.opcua.config import OpcUaSettings, OpcUaTag
 from connectors.opcua.connector import OpcUaConnector
 from historian.influx_v1 import InfluxV1Store
-from historian.url import parse_url
 from historian.writer import HistorianWriter
 from shopfloor.batch import SampleBatch
+from shopfloor.bus import Bus
+from shopfloor.config.historian_url import parse_url
 from shopfloor.config.schema import HistorianConfig
+from shopfloor.connector import SourceContext
 from shopfloor.model import Event
 from shopfloor.testing.servers import InfluxDB1Server, free_port
 
@@ -130,15 +131,18 @@ def settings(endpoint: str, **kw: Any) -> OpcUaSettings:
 
 
 class WriterSink:
-    """The historian writer as the connector's sink; remembers when probe values were submitted."""
+    """What the acquisition service wires up (the sink publishes onto the bus, whose lossless first
+    subscriber is the historian writer); remembers when probe values were submitted."""
 
     def __init__(self, writer: HistorianWriter, probe_index: int | None) -> None:
         self.writer, self.probe = writer, probe_index
+        self.bus = Bus()
+        self.bus.attach("historian", writer.submit, writer.submit_events)
         self.rows = 0
         self.pending: list[tuple[int, float]] = []  # (produced count after this submit, probe value ms)
 
     def emit(self, batch: SampleBatch) -> None:
-        self.writer.submit(batch)
+        self.bus.publish(batch)
         self.rows += len(batch)
         if self.probe is not None:
             rows = batch.value[batch.series == self.probe]
@@ -147,7 +151,7 @@ class WriterSink:
                 self.pending += [(produced, float(v)) for v in rows.tolist()]
 
     def emit_events(self, events: list[Event]) -> None:
-        self.writer.submit_events(events)
+        self.bus.publish_events(events)
 
 
 def cpu() -> float:

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from historian.influx_v1 import InfluxV1Store
 from historian.line_protocol import LineEncoder, escape_measurement, escape_tag
 from historian.sqlite_store import INSERT_SAMPLES, SCHEMA, SQLiteStore, connect
-from historian.url import parse_url
 from historian.writer import HistorianWriter
 from shopfloor.batch import SampleBatch
+from shopfloor.config.historian_url import parse_url
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.testing.servers import InfluxDB1Server
 

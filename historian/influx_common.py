@@ -86,10 +86,11 @@ class InfluxStore(Store):
     ) -> tuple[int, str, Any]:
         """Blocking HTTP call (run in a thread); connection trouble becomes StoreUnavailable."""
         url = f"{self.url.base_url}{path}?{urlencode(params)}"
-        timeout = urllib3.Timeout(total=timeout_s) if timeout_s is not None else None
+        # only a shorter bound of its own (a ping) is passed: timeout=None would mean "wait for ever"
+        extra: dict[str, Any] = {"timeout": urllib3.Timeout(total=timeout_s)} if timeout_s is not None else {}
         try:
             resp = self._http.request(
-                method, url, body=body, headers=self._auth_headers(), preload_content=True, timeout=timeout
+                method, url, body=body, headers=self._auth_headers(), preload_content=True, **extra
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise StoreUnavailable(f"{path}: {type(exc).__name__}: {exc}", unreachable=True) from exc

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import yaml
 
-from connectors.base import Connector, SourceContext
 from shopfloor.config import parse_plant_config
 from shopfloor.config.sources import validate_sources
 from shopfloor.config.yaml_source import parse_yaml
+from shopfloor.connector import Connector, SourceContext
 from shopfloor.model import EventKind, Quality, Signal
 from shopfloor.testing.connector_contract import RecordingSink
 from shopfloor.testing.servers import free_port

@@ -9,27 +9,40 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from historian.base import Store
+from historian.influx_v1 import InfluxV1Store
 from historian.sqlite_store import SQLiteStore
 from shopfloor.config import load_plant_config
-from shopfloor.testing.servers import free_port
+from shopfloor.config.historian_url import parse_url
+from shopfloor.model import SignalType
+from shopfloor.testing.servers import InfluxDB1Server, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
+def demo_config(tmp_path: Path) -> Path:
+    """The default plant config with its OPC UA and Modbus sources on free ports."""
     text = (ROOT / "examples/qijiang-plant.yaml").read_text()
-    port = free_port()
-    config = tmp_path / "plant.yaml"
-    modbus_port = free_port()
     assert "    port: 5020\n" in text
-    text = text.replace("    port: 5020\n", f"    port: {modbus_port}\n")
-    config.write_text(text.replace("opc.tcp://127.0.0.1:4840/", f"opc.tcp://127.0.0.1:{port}/"))
+    text = text.replace("    port: 5020\n", f"    port: {free_port()}\n")
+    config = tmp_path / "plant.yaml"
+    config.write_text(text.replace("opc.tcp://127.0.0.1:4840/", f"opc.tcp://127.0.0.1:{free_port()}/"))
+    return config
+
+
+def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
+    config = demo_config(tmp_path)
+    text = config.read_text()
+    port = int(text.split("opc.tcp://127.0.0.1:", 1)[1].split("/", 1)[0])
+    modbus_port = int(text.split("    port: ", 1)[1].split("\n", 1)[0])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("SHOPFLOOR_HISTORIAN_URL", None)
     cmd = [
         sys.executable,
         "-m",
-        "shopfloor.cli",
+        "shopfloor.app.cli",
         "demo",
         "--config",
         str(config),
@@ -55,3 +68,63 @@ def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
     expected = {(a.path, s.name) for a in cfg.assets for s in a.signals}
     assert len(expected) > 200
     assert expected <= stored, f"missing: {sorted(expected - stored)[:10]}"
+
+
+def run_demo(tmp_path: Path, config: Path, url: str | None, seconds: int = 6) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SHOPFLOOR_HISTORIAN_URL", None)
+    if url:
+        env["SHOPFLOOR_HISTORIAN_URL"] = url
+    cmd = [sys.executable, "-m", "shopfloor.app.cli", "demo", "--config", str(config),
+           "--duration", str(seconds), "--speed", "30"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.fixture(params=["sqlite", "influxdb-v1"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str | None, Store]:
+    if request.param == "sqlite":
+        return None, SQLiteStore(tmp_path / "var/shopfloor.db")
+    server: InfluxDB1Server = request.getfixturevalue("influxd")
+    url = f"influxdb-v1+{server.base_url}/{request.getfixturevalue('influx_db')}"
+    return url, InfluxV1Store(parse_url(url))
+
+
+async def stored_points(
+    store: Store, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str, int], float | None]:
+    out: dict[tuple[str, str, int], float | None] = {}
+    for asset, signal in keys:
+        f = await store.query_raw(asset, signal, 0, 2**62)
+        for t, v in zip(f.ts.tolist(), f.value.tolist()):
+            out[(asset, signal, t)] = None if v != v else v
+    return out
+
+
+async def test_a_second_demo_run_rewrites_nothing_and_no_false_zero_is_stored(
+    tmp_path: Path, store_url: tuple[str | None, Store]
+) -> None:
+    """Two demo runs on one store: the second resumes after the simulated time the first served, so
+    every point of the first run is still there with its value; and no state signal holds the
+    placeholder 0 a variable is created with (states run 1..7)."""
+    url, store = store_url
+    config = demo_config(tmp_path)
+    cfg = load_plant_config(config)
+    keys = [(a.path, s.name) for a in cfg.assets for s in a.signals]
+    run_demo(tmp_path, config, url)
+    first = await stored_points(store, keys)
+    run_demo(tmp_path, config, url)
+    second = await stored_points(store, keys)
+    await store.close()
+    assert len(first) > 229 * 3
+    changed = {k: (v, second.get(k)) for k, v in first.items() if second.get(k, "gone") != v}
+    assert changed == {}, (
+        f"{len(changed)} points of the first run were rewritten, e.g. {list(changed.items())[:3]}"
+    )
+    newest_first = max(t for (_, _, t) in first)
+    added = [k for k in second if k not in first]
+    assert added and min(t for (_, _, t) in added) > newest_first  # the second run is after the first
+    states = {a.path: s for a in cfg.assets for s in a.signals if s.type == SignalType.STATE}
+    zeros = [k for k, v in second.items() if k[0] in states and k[1] == states[k[0]].name and v == 0.0]
+    assert zeros == []

@@ -42,7 +42,7 @@ def run(
 
 
 def test_installed_plugin_is_listed_with_its_distribution(installed: dict[str, str], tmp_path: Path) -> None:
-    out = run(["-m", "shopfloor.cli", "connectors", "list"], installed, tmp_path)
+    out = run(["-m", "shopfloor.app.cli", "connectors", "list"], installed, tmp_path)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("csv-replay"))
     assert (
         "shopfloor-connector-csv" in line and "0.1.0" in line and "shopfloor_connector_csv.connector" in line
@@ -76,7 +76,7 @@ historian:
   spool: {{dir: {tmp_path}/spool}}
 """
     )
-    out = run(["-m", "shopfloor.cli", "acquire", "--config", "plant.yaml", "--duration", "2", "--status-every", "0.5"],
+    out = run(["-m", "shopfloor.app.cli", "acquire", "--config", "plant.yaml", "--duration", "2", "--status-every", "0.5"],
               installed, tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "source press-log: connected" in out.stderr
@@ -114,7 +114,7 @@ historian:
   batch: {{max_age_ms: 2000}}
 """
     )
-    proc = subprocess.Popen([sys.executable, "-m", "shopfloor.cli", "acquire", "--config", "plant.yaml"],
+    proc = subprocess.Popen([sys.executable, "-m", "shopfloor.app.cli", "acquire", "--config", "plant.yaml"],
                             env=installed, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -177,3 +177,30 @@ async def test_the_writer_resumes_when_influxd_answers_again_not_when_its_backof
     print(f"\n[probe] influxd back; writer delivered {resumed_after:.2f} s later (backoff was >= 20 s)")
     assert delivered and s.written == 3 and s.retries == 1 and s.balanced
     assert (await read_all(InfluxV1Store(parse_url(url)))).tolist() == [1.0, 2.0, 3.0]
+
+
+async def test_a_store_that_accepts_and_never_answers_is_an_outage_not_a_hang() -> None:
+    """A hung influxd (its socket accepts, nothing answers): the write fails after the store's own
+    timeout as unreachable, so the writer spools and probes instead of waiting for ever."""
+    import socket
+
+    import pytest
+
+    from historian.errors import StoreUnavailable
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(8)
+    try:
+        store = InfluxV1Store(
+            parse_url(f"influxdb-v1+http://127.0.0.1:{hang.getsockname()[1]}/plant"), timeout_s=1
+        )
+        with pytest.raises(StoreUnavailable) as info:
+            await asyncio.wait_for(
+                store.send(b"m,signal=x value=1 1\n"), 20
+            )  # 20 s: only a bound on the test
+        assert info.value.unreachable
+        assert await asyncio.wait_for(store.ping(), 20) is False
+        await store.close()
+    finally:
+        hang.close()

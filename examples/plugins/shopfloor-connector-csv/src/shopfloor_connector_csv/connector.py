@@ -15,8 +15,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from connectors.base import Connector, ConnectorSpec, SettingsBase, Sink, TagBase
 from shopfloor.batch import SampleBatch
+from shopfloor.connector import Connector, ConnectorSpec, SettingsBase, Sink, TagBase
 from shopfloor.model import Quality, now_ns
 
 
