@@ -455,7 +455,8 @@ async def test_unreachable_device_logs_once_per_state_change(caplog) -> None:
     server = MalformedModbusServer(modes=["ok"], port=port)
     await c.start(sink)
     try:
-        await until(lambda: c.connect_attempts >= 8, "eight failed connects")
+        # counted once each attempt has failed (connect_attempts counts an attempt when it begins)
+        await until(lambda: c.health().errors.get("connect", 0) >= 8, "eight failed connects")
         loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert [r.getMessage() for r in loud] == [
             f"source plc: unavailable (connect: cannot connect to 127.0.0.1:{port}); retrying with backoff"
