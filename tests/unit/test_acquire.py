@@ -109,7 +109,11 @@ async def test_a_failing_connector_does_not_stop_the_others(tmp_path: Path) -> N
     await asyncio.sleep(1.5)
     for _ in range(300):  # a loaded machine: give the restarts their time, bounded
         h = acq.health()
-        if RaisesOnStart.attempts >= 3 and RaisesInLoop.starts >= 3 and h["dies"].errors.get("crashed", 0) >= 2:
+        if (
+            RaisesOnStart.attempts >= 3
+            and RaisesInLoop.starts >= 3
+            and h["dies"].errors.get("crashed", 0) >= 2
+        ):
             break
         await asyncio.sleep(0.1)
     batch = acq.health_batch()
