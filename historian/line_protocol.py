@@ -85,7 +85,7 @@ class LineEncoder:
         vals[~finite] = ""
         has_field = finite
         if batch.text is not None:
-            is_text = np.array([t is not None for t in batch.text.tolist()], dtype=bool)
+            is_text = batch.text_rows()
             vals[is_text] = [f"text={escape_string_field(t)}" for t in batch.text[is_text].tolist()]
             has_field = finite | is_text
         fields = np.where(has_field, fields, _QUALITY_ONLY[batch.quality])

@@ -16,6 +16,7 @@ from typing import Any
 from historian.base import Store
 from historian.errors import StoreRejected
 from shopfloor.batch import SampleBatch
+from shopfloor.files import write_atomic
 from shopfloor.model import Event, Sample, now_ns
 
 
@@ -115,9 +116,5 @@ class Quarantine:
                 written += 1
             except StoreRejected as exc:
                 kept.append(QuarantineEntry(entry.at_ns, str(exc), entry.sample, entry.event, entry.seq))
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for e in kept:
-                f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, "".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in kept))
         return written, len(kept)

@@ -275,7 +275,7 @@ class SQLiteStore(Store):
                 INSERT_SAMPLES, zip(sids.tolist(), batch.ts.tolist(), _values(batch), batch.quality.tolist())
             )
             return
-        is_text = np.array([t is not None for t in batch.text.tolist()], dtype=bool)
+        is_text = batch.text_rows()
         num = batch.take(~is_text)
         conn.executemany(
             INSERT_SAMPLES, zip(sids[~is_text].tolist(), num.ts.tolist(), _values(num), num.quality.tolist())

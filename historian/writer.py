@@ -108,9 +108,7 @@ class HistorianWriter:
         self.health_asset = health_asset
         self._s = WriterStats()
         rc = self.config.retry
-        self._backoff = Backoff(
-            rc.initial_ms / 1000, max(rc.max_ms, rc.initial_ms) / 1000, rc.multiplier, random.Random(seed)
-        )
+        self._backoff = Backoff(rc.initial_ms / 1000, rc.max_ms / 1000, rc.multiplier, random.Random(seed))
         self._wake = asyncio.Event()
         self._stop_now = asyncio.Event()
         self._stopping = False
@@ -327,7 +325,7 @@ class HistorianWriter:
                     await task
                     bad: list[Any] = []
                 except StoreRejected as exc:
-                    bad = await self._isolate(prep.kind, prep.items, exc)
+                    bad = await self._isolate(prep.items, exc)
             except StoreUnavailable as exc:
                 self.spool.rewind()
                 inflight = None
@@ -347,11 +345,7 @@ class HistorianWriter:
             self._acknowledge(prep, bad)
 
     async def _isolate(
-        self,
-        kind: int,
-        items: SampleBatch | list[Event],
-        exc: StoreRejected,
-        seqs: list[int] | None = None,
+        self, items: SampleBatch | list[Event], exc: StoreRejected, seqs: list[int] | None = None
     ) -> list[Any]:
         """Bisect a refused batch until the refused points are alone; return them with the reason.
 
@@ -381,7 +375,7 @@ class HistorianWriter:
             try:
                 await self.store.send(payload)
             except StoreRejected as sub:
-                bad += await self._isolate(kind, half, sub, half_seqs)
+                bad += await self._isolate(half, sub, half_seqs)
         return bad
 
     def _acknowledge(self, prep: _Prepared, bad: list[Any]) -> None:
@@ -401,12 +395,11 @@ class HistorianWriter:
         self._s.replayed += sum(r.count for r in prep.records if r.flags & FLAG_SPOOLED or r.recovered)
         if self._outage or self._s.state != WriterState.ONLINE:
             if self._outage and self._episode is not None:
-                self._episode["waiting"] = self.spool.pending_points + points
                 log.warning(
                     "historian %s reachable again after %.1f s; sending the %d points waiting in the spool",
                     self.store.name,
                     (now_ns() - self._episode["since_ns"]) / 1e9,
-                    self._episode["waiting"],
+                    self.spool.pending_points + points,
                 )
             self._outage = False
             self._s.state = WriterState.ONLINE
@@ -473,22 +466,25 @@ class HistorianWriter:
                 last_health = now
                 self.submit(self.health_batch())
 
-    HEALTH_SIGNALS = 10
-
     def health_batch(self, final_online: bool | None = None) -> SampleBatch:
         """The writer's counters as signals of ``health_asset``.
 
         With ``final_online`` set (at stop) the counters already count this batch itself: as
         written if the store is reachable (it is sent next, and nothing else is), else as pending.
         """
-        s = self.stats()
+        values = self._health_values(self.stats())
         if final_online is not None:
-            s.produced += self.HEALTH_SIGNALS
-            if final_online:
-                s.written += self.HEALTH_SIGNALS
-            else:
-                s.pending += self.HEALTH_SIGNALS
-        values = {
+            n = len(values)
+            values["produced"] += n
+            values["written" if final_online else "pending"] += n
+        asset = self.health_asset or ""
+        ts = now_ns()
+        keys = [(asset, name) for name in values]
+        return SampleBatch.from_columns(keys, range(len(keys)), [ts] * len(keys), list(values.values()))
+
+    @staticmethod
+    def _health_values(s: WriterStats) -> dict[str, float]:
+        return {
             "produced": s.produced,
             "written": s.written,
             "pending": s.pending,
@@ -500,7 +496,3 @@ class HistorianWriter:
             "spool_bytes": s.spool_bytes,
             "online": float(s.state == WriterState.ONLINE),
         }
-        asset = self.health_asset or ""
-        ts = now_ns()
-        keys = [(asset, name) for name in values]
-        return SampleBatch.from_columns(keys, range(len(keys)), [ts] * len(keys), list(values.values()))

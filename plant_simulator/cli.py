@@ -27,9 +27,9 @@ from plant_simulator.service import (
     plant_for,
     resume_start_ns,
 )
+from shopfloor.logs import quiet_library_logs
 
 PASSWORD_ENV = "SHOPFLOOR_SIM_OPCUA_PASSWORD"
-QUIET_LOGGERS = ("asyncua", "pymodbus")  # INFO lines by the thousand at start; WARNING unless --verbose
 LARGE_OUTPUT_BYTES = 1_000_000_000  # above this, the estimate suggests --every
 
 
@@ -75,7 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the simulated time served so far is kept, so a restart continues after it "
         f"(default {DEFAULT_STATE_DIR})",
     )
-    o.add_argument("--verbose", action="store_true", help="also log asyncua's and pymodbus' INFO messages")
+    o.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # under `shopfloor`, its global -v/--verbose stays in force
+        help="also log asyncua's and pymodbus' INFO messages",
+    )
     o.add_argument(
         "--opcua-security",
         choices=["none", "sign", "sign-and-encrypt", "both"],
@@ -136,16 +141,6 @@ def build_plant(args: argparse.Namespace, start_ns: int | None) -> Plant:
 
         cfg = load_plant_config(args.config)
     return plant_for(cfg, args.seed, start_ns, args.sensor_fault_interval_days)
-
-
-def quiet_library_logs(verbose: bool) -> None:
-    """asyncua and pymodbus at WARNING, unless ``--verbose`` or the root logger is at DEBUG."""
-    if verbose or logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
-        return
-    for name in QUIET_LOGGERS:
-        lg = logging.getLogger(name)
-        if lg.level == logging.NOTSET or lg.level < logging.WARNING:
-            lg.setLevel(logging.WARNING)
 
 
 def online_start_ns(args: argparse.Namespace) -> int:

@@ -13,16 +13,14 @@ Every write is atomic (temporary file, fsync, rename).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from plant_simulator.clock import NS
+from shopfloor.files import write_atomic
 
 DEFAULT_STATE_DIR = Path("var/state/simulator")
 STATE_FILE = "state.json"
@@ -77,25 +75,7 @@ def write_state(state_dir: Path, state: SimState) -> None:
     """Atomically replace the state file (temporary file in the same directory, fsync, rename)."""
     path = state_path(state_dir)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(asdict(state), f, indent=2)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename itself durable
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        write_atomic(path, json.dumps(asdict(state), indent=2) + "\n")
     except OSError as exc:
         raise StateError(
             f"cannot write the simulator state file {path} ({exc}); choose a writable --state-dir"

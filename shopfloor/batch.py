@@ -47,6 +47,12 @@ class SampleBatch:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def text_rows(self) -> np.ndarray:
+        """Which rows carry text (bool per row; all False for a numeric batch)."""
+        if self.text is None:
+            return np.zeros(len(self), dtype=bool)
+        return _not_none(self.text)
+
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def empty(cls) -> SampleBatch:
@@ -82,10 +88,11 @@ class SampleBatch:
         if text is not None:
             txt = np.empty(len(t), dtype=object)
             txt[:] = list(text)
-            if all(x is None for x in txt):
-                txt = None
+            rows = _not_none(txt)
+            if rows.any():
+                v = np.where(rows, np.nan, v)
             else:
-                v = np.where(np.array([x is not None for x in txt]), np.nan, v)
+                txt = None
         return cls(k, s, t, v, q, txt)
 
     @classmethod
@@ -149,7 +156,7 @@ class SampleBatch:
         text = None
         if self.text is not None:
             text = self.text[rows]
-            if not any(x is not None for x in text):
+            if not _not_none(text).any():
                 text = None
         return SampleBatch(
             self.keys, self.series[rows], self.ts[rows], self.value[rows], self.quality[rows], text
@@ -181,9 +188,9 @@ class SampleBatch:
             self.quality.astype("u1", copy=False).tobytes(),
         ]
         if self.text is not None:
-            rows = [i for i, x in enumerate(self.text.tolist()) if x is not None]
+            rows = np.flatnonzero(_not_none(self.text))
             body = json.dumps(
-                {"i": rows, "s": [self.text[i] for i in rows]}, separators=(",", ":"), ensure_ascii=False
+                {"i": rows.tolist(), "s": self.text[rows].tolist()}, separators=(",", ":"), ensure_ascii=False
             ).encode()
             parts += [self._TEXT_MARK, struct.pack("<I", len(body)), body]
         return b"".join(parts)
@@ -216,6 +223,11 @@ class SampleBatch:
         if n and int(series.max()) >= len(keys):
             raise ValueError("SampleBatch payload has a series index out of range")
         return cls(keys, series, ts, value, quality, text)
+
+
+def _not_none(column: np.ndarray) -> np.ndarray:
+    out: np.ndarray = column != None  # noqa: E711 - elementwise on an object array, in C
+    return out
 
 
 def _concat_text(batches: Sequence[SampleBatch]) -> np.ndarray | None:

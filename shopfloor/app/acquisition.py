@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ from shopfloor.config.schema import PlantConfig
 from shopfloor.config.sources import validate_sources
 from shopfloor.config.yaml_source import load_yaml
 from shopfloor.connector import Connector, SourceContext
+from shopfloor.files import write_atomic
 from shopfloor.health import SourceHealth, SourceState
 from shopfloor.model import Event, EventKind, Quality, Signal, now_ns, system_asset
 
@@ -152,10 +152,14 @@ class Acquisition:
         }
         self.mark_interval_s = mark_interval_s
         self.marks_file = self.state_dir / "acquisition" / "marks.json"
-        marks = self._read_marks()
+        self._marks = self._read_marks()  # every source's mark, those not configured now included
         self._sources = {
             name: _Running(
-                name, cls, settings, tags, SourceSink(name, bus, [t.asset for t in tags], marks.get(name))
+                name,
+                cls,
+                settings,
+                tags,
+                SourceSink(name, bus, [t.asset for t in tags], self._marks.get(name)),
             )
             for name, (cls, settings, tags) in sources.items()
         }
@@ -182,32 +186,28 @@ class Acquisition:
             log.warning("ignoring unreadable %s (%s): no restart gaps this time", self.marks_file, exc)
             return {}
 
-    def write_marks(self) -> None:
-        """Atomically replace the marks file (write, fsync, rename)."""
-        marks = self._read_marks()
+    def _changed_marks(self) -> str | None:
+        """The marks file's new text, or None when no source delivered newer good data."""
         changed = False
         for name, run in self._sources.items():
             newest = run.sink.newest_good_ns
-            if newest is not None and marks.get(name) != newest:
-                marks[name] = newest
+            if newest is not None and self._marks.get(name) != newest:
+                self._marks[name] = newest
                 changed = True
-        if not changed:
-            return
+        return json.dumps(self._marks) if changed else None
+
+    def _write_marks(self, text: str) -> None:
         try:
-            self.marks_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.marks_file.with_suffix(".tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(marks, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.marks_file)
+            write_atomic(self.marks_file, text)
         except OSError as exc:
             log.warning("cannot write %s: %s", self.marks_file, exc)
 
     async def _mark_loop(self) -> None:
         while True:
             await asyncio.sleep(self.mark_interval_s)
-            self.write_marks()
+            text = self._changed_marks()
+            if text is not None:
+                await asyncio.to_thread(self._write_marks, text)  # fsync: not on the event loop
 
     async def _supervise(self, run: _Running) -> None:
         """Start the connector and watch it; if it raises or reports a crash, restart it with backoff.
@@ -338,7 +338,9 @@ class Acquisition:
                 log.error("source %s: stop failed: %s", run.name, exc)
 
         await asyncio.gather(*(stop_one(r) for r in self._sources.values()))
-        self.write_marks()  # after the drain: the newest data any connector emitted
+        text = self._changed_marks()  # after the drain: the newest data any connector emitted
+        if text is not None:
+            await asyncio.to_thread(self._write_marks, text)
 
     def status(self) -> str | None:
         return "\n".join(

@@ -20,21 +20,11 @@ from historian.base import AGG_FNS
 from shopfloor import __version__
 from shopfloor.config import ConfigError, json_schema, load_plant_config
 from shopfloor.config.schema import PlantConfig
+from shopfloor.logs import quiet_library_logs
 
 log = logging.getLogger("shopfloor")
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
-
-
-LIBRARY_LOGGERS = ("asyncua", "pymodbus", "urllib3", "influxdb_client")
-
-
-def quiet_libraries(verbose: bool) -> None:
-    """Third-party libraries log at WARNING and above unless asked for (asyncua alone logs about
-    seven INFO lines per reconnect attempt); Shopfloor's own lines say what happened once."""
-    if not verbose:
-        for name in LIBRARY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _load(path: str) -> PlantConfig:
@@ -361,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quiet_libraries(verbose=args.verbose or args.log_level == "DEBUG")
+    quiet_library_logs(verbose=args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_OK

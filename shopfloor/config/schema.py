@@ -165,6 +165,12 @@ class RetryConfig(_Model):
         ),
     )
 
+    @model_validator(mode="after")
+    def _bounds(self) -> RetryConfig:
+        if self.max_ms < self.initial_ms:
+            raise ValueError(f"max_ms ({self.max_ms}) must be at least initial_ms ({self.initial_ms})")
+        return self
+
 
 class HistorianConfig(_Model):
     """Where samples and events are stored, and how the writer delivers them."""

@@ -15,7 +15,7 @@ from shopfloor.config.errors import ConfigError, ConfigIssue
 
 Loc = tuple[int | str, ...]
 
-# libyaml's parser when PyYAML was built with it (15x faster on a 2,600-line plant file); its nodes
+# libyaml's parser when PyYAML was built with it (14x faster composing the 2,600-line default plant: 0.06 s vs 0.84 s); its nodes
 # carry the same marks. The pure-Python one otherwise.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

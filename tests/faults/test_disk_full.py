@@ -6,8 +6,7 @@ Mounts a 512 KiB tmpfs for the spool (needs root); the store is SQLite on normal
 from __future__ import annotations
 
 import asyncio
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +21,8 @@ T0 = 1_700_000_000_000_000_000
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {res.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+def small_disk(tmpfs: Callable[[str], Path]) -> Path:
+    return tmpfs("size=512k")
 
 
 async def test_disk_full_drops_are_counted_and_writing_resumes(small_disk: Path, tmp_path: Path) -> None:

@@ -9,15 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from historian.base import Store
-from historian.influx_v1 import InfluxV1Store
 from historian.sqlite_store import SQLiteStore
 from shopfloor.config import load_plant_config
-from shopfloor.config.historian_url import parse_url
 from shopfloor.model import SignalType
-from shopfloor.testing.servers import InfluxDB1Server, free_port
+from shopfloor.testing.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,25 +66,13 @@ def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
     assert expected <= stored, f"missing: {sorted(expected - stored)[:10]}"
 
 
-def run_demo(tmp_path: Path, config: Path, url: str | None, seconds: int = 6) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("SHOPFLOOR_HISTORIAN_URL", None)
-    if url:
-        env["SHOPFLOOR_HISTORIAN_URL"] = url
+def run_demo(tmp_path: Path, config: Path, url: str, seconds: int = 6) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SHOPFLOOR_HISTORIAN_URL": url}
     cmd = [sys.executable, "-m", "shopfloor.app.cli", "demo", "--config", str(config),
            "--duration", str(seconds), "--speed", "30"]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return out.stdout
-
-
-@pytest.fixture(params=["sqlite", "influxdb-v1"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str | None, Store]:
-    if request.param == "sqlite":
-        return None, SQLiteStore(tmp_path / "var/shopfloor.db")
-    server: InfluxDB1Server = request.getfixturevalue("influxd")
-    url = f"influxdb-v1+{server.base_url}/{request.getfixturevalue('influx_db')}"
-    return url, InfluxV1Store(parse_url(url))
 
 
 async def stored_points(
@@ -103,12 +87,12 @@ async def stored_points(
 
 
 async def test_a_second_demo_run_rewrites_nothing_and_no_false_zero_is_stored(
-    tmp_path: Path, store_url: tuple[str | None, Store]
+    tmp_path: Path, store_url: str, store: Store
 ) -> None:
     """Two demo runs on one store: the second resumes after the simulated time the first served, so
     every point of the first run is still there with its value; and no state signal holds the
     placeholder 0 a variable is created with (states run 1..7)."""
-    url, store = store_url
+    url = store_url
     config = demo_config(tmp_path)
     cfg = load_plant_config(config)
     keys = [(a.path, s.name) for a in cfg.assets for s in a.signals]
@@ -116,7 +100,6 @@ async def test_a_second_demo_run_rewrites_nothing_and_no_false_zero_is_stored(
     first = await stored_points(store, keys)
     run_demo(tmp_path, config, url)
     second = await stored_points(store, keys)
-    await store.close()
     assert len(first) > 229 * 3
     changed = {k: (v, second.get(k)) for k, v in first.items() if second.get(k, "gone") != v}
     assert changed == {}, (

@@ -12,10 +12,7 @@ import shutil
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from historian.base import Store, event_seqs
 from historian.influx_v1 import InfluxV1Store
@@ -25,7 +22,7 @@ from historian.writer import HistorianWriter
 from shopfloor.config.historian_url import parse_url
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.model import Event, EventKind
-from shopfloor.testing.servers import InfluxDB1Server, VictoriaMetricsServer
+from shopfloor.testing.servers import VictoriaMetricsServer
 
 T0 = 1_700_000_000_000_000_000
 SEC = 1_000_000_000
@@ -59,19 +56,6 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
-
-
-@pytest.fixture(params=["sqlite", "influxdb-v1"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s: Store = SQLiteStore(tmp_path / "h.db")
-    else:
-        server: InfluxDB1Server = request.getfixturevalue("influxd")
-        db = request.getfixturevalue("influx_db")
-        s = InfluxV1Store(parse_url(f"influxdb-v1+{server.base_url}/{db}"))
-    await s.open()
-    yield s
-    await s.close()
 
 
 def burst(ts: int = T0, asset: str = PLC) -> list[Event]:

@@ -5,35 +5,15 @@ Runs against the embedded SQLite store and a real influxd (Debian's InfluxDB 1.6
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from historian.base import Store
-from historian.influx_v1 import InfluxV1Store
-from historian.sqlite_store import SQLiteStore
 from shopfloor.batch import SampleBatch
-from shopfloor.config.historian_url import parse_url
 from shopfloor.model import Event, EventKind, Quality, SeriesKey
-from shopfloor.testing.servers import InfluxDB1Server
 
 T0 = 1_700_000_000_000_000_000
 SEC = 1_000_000_000
-
-
-@pytest.fixture(params=["sqlite", "influxdb-v1"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s: Store = SQLiteStore(tmp_path / "h.db")
-    else:
-        server: InfluxDB1Server = request.getfixturevalue("influxd")
-        db = request.getfixturevalue("influx_db")
-        s = InfluxV1Store(parse_url(f"influxdb-v1+{server.base_url}/{db}"))
-    await s.open()
-    yield s
-    await s.close()
 
 
 def random_batch(rng: np.random.Generator, n: int) -> SampleBatch:

@@ -12,20 +12,14 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from historian.base import Store
-from historian.influx_v1 import InfluxV1Store
 from historian.sqlite_store import SQLiteStore
 from historian.writer import HistorianWriter
 from shopfloor.batch import SampleBatch
-from shopfloor.config.historian_url import parse_url
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.model import Quality, Sample
-from shopfloor.testing.servers import InfluxDB1Server
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000_000_000
@@ -40,20 +34,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "influxdb-v1"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'h.db'}"
-        s: Store = SQLiteStore(tmp_path / "h.db")
-    else:
-        server: InfluxDB1Server = request.getfixturevalue("influxd")
-        url = f"influxdb-v1+{server.base_url}/{request.getfixturevalue('influx_db')}"
-        s = InfluxV1Store(parse_url(url))
-    await s.open()
-    yield s, url
-    await s.close()
-
-
 def mixed_batch() -> SampleBatch:
     samples = [Sample(A, "alarm_text", t, T0 + i * 1_000_000_000) for i, t in enumerate(TEXTS)]
     samples += [Sample(A, "roll_force", 1000.0 + i, T0 + i * 1_000_000_000) for i in range(len(TEXTS))]
@@ -62,9 +42,9 @@ def mixed_batch() -> SampleBatch:
 
 
 async def test_text_goes_through_the_writer_and_comes_back_as_text(
-    store: tuple[Store, str], tmp_path: Path
+    store: Store, store_url: str, tmp_path: Path
 ) -> None:
-    s, url = store
+    s, url = store, store_url
     cfg = HistorianConfig.model_validate(
         {
             "url": url,

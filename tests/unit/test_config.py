@@ -127,3 +127,8 @@ def test_mutation_fuzz_every_error_is_located_and_nothing_crashes() -> None:
 def test_shipped_schema_file_is_current() -> None:
     shipped = (ROOT / "docs" / "plant-config.schema.json").read_text()
     assert shipped.strip() == json_schema().strip(), "regenerate with: make schema"
+
+
+def test_a_retry_cap_below_its_first_delay_is_located() -> None:
+    (msg,) = errors("site: q\nhistorian:\n  retry: {initial_ms: 5000, max_ms: 100}\n")
+    assert msg.startswith("plant.yaml:3:") and "max_ms (100) must be at least initial_ms (5000)" in msg
