@@ -209,6 +209,8 @@ async def test_state_change_events_are_subscribed(sim, tmp_path: Path) -> None:
     await con.start(sink)
     try:
         await wait_for(lambda: len(sink.latest()) == len(plant.signals(asset)))
+        # data items are created before the event item: publish only once the session is fully set up
+        await wait_for(lambda: con.describe()["last_restore"].get("session") == 1)
         await pub.publish_step(step)
         await wait_for(lambda: any(e.kind is EventKind.STATE_CHANGE for e in sink.events))
     finally:
