@@ -59,6 +59,141 @@ def modbus_tags(maps: list[AssetMap]) -> list[dict[str, Any]]:
     return tags
 
 
+#: Ideal seconds per unit of the models that run at a fixed cycle (the others have none configured).
+_IDEAL_S = {
+    "welding_robot": 150.0,
+    "assembly_test": 60.0,
+    "measuring_station": 45.0,
+    "induction_furnace": 9000.0,
+    "annealing_furnace": 36000.0,
+}
+_TOTAL = ("part_count", "coil_count", "billet_count", "heat_count", "batch_count")
+_SCRAP = ("scrap_count", "reject_count", "fail_count")
+_MASS = (("rolled_weight", "kg"), ("cast_weight", "kg"), ("tapped_weight", "t"))
+
+
+def mes_section(plant: Plant) -> dict[str, Any]:
+    """The MES mapping of the virtual plant: its signal names and codes, written out as config."""
+    from plant_simulator.codes import Reason
+
+    assets: list[dict[str, Any]] = []
+    for path, rt in plant.assets.items():
+        names = {s.name for s in rt.model.signals}
+        counters: dict[str, str] = {}
+        total = next((n for n in _TOTAL if n in names), None)
+        if total:
+            counters["total"] = total
+        scrap = next((n for n in _SCRAP if n in names), None)
+        if scrap:
+            counters["scrap"] = scrap
+        entry: dict[str, Any] = {
+            "path": path,
+            "state": "state",
+            "reason": "down_reason",
+            "counters": counters,
+        }
+        entry["energy"] = "energy"
+        mass = next(((n, u) for n, u in _MASS if n in names), None)
+        if mass:
+            entry["mass"], entry["mass_unit"] = mass
+        ideal = (
+            rt.model.params.get("cycle_s", 95.0) if rt.model.kind == "cnc" else _IDEAL_S.get(rt.model.kind)
+        )
+        if ideal and total:
+            entry["ideal_cycle_s"] = float(ideal)
+        assets.append(entry)
+    codes = {
+        "tool_breakage": [Reason.TOOL_BREAKAGE],
+        "mechanical_failure": [
+            Reason.SPINDLE_BEARING,
+            Reason.MAIN_DRIVE_BEARING,
+            Reason.HYDRAULIC_PUMP,
+            Reason.PUMP_CAVITATION,
+            Reason.GAS_SUPPLY_EMPTY,
+        ],
+        "electrical_fault": [Reason.ELECTRICAL_FAULT],
+        "minor_stop": [Reason.MINOR_STOP],
+        "material_jam": [Reason.MATERIAL_JAM],
+        "tool_change": [Reason.TOOL_CHANGE],
+        "product_changeover": [Reason.PRODUCT_CHANGEOVER],
+        "consumable_change": [Reason.CONSUMABLE_CHANGE],
+        "planned_maintenance": [Reason.PLANNED_MAINTENANCE],
+    }
+    from shopfloor.config.mes import default_reasons
+
+    reasons = []
+    for r in default_reasons():
+        d = r.model_dump(exclude_none=True, exclude_defaults=True, mode="json")
+        if r.id in codes:
+            d["codes"] = [int(c) for c in codes[r.id]]
+        reasons.append(_Flow(**d))
+    by_kind: dict[str, list[str]] = {}
+    for path, rt in plant.assets.items():
+        by_kind.setdefault(rt.model.kind, []).append(path)
+    lots = _lot_rules(by_kind)
+    return {
+        "database": "sqlite:///var/mes/mes.db",
+        "shifts": [
+            _Flow(name="A", start="08:00", end="16:00"),
+            _Flow(name="B", start="16:00", end="00:00"),
+            _Flow(name="C", start="00:00", end="08:00"),
+        ],
+        "reasons": reasons,
+        "assets": [_Flow(**a) for a in assets],
+        "lots": lots,
+    }
+
+
+def _lot_rules(by_kind: dict[str, list[str]]) -> list[Any]:
+    """Lots and genealogy of the virtual plant: melt -> hot coil -> cold coil -> annealing charge (a merge,
+    unloaded as 4 coils) -> 4 slit strips each, and machined housings -> welds -> tested gearboxes."""
+    rules: list[Any] = []
+
+    def one(kind: str) -> str | None:
+        paths = by_kind.get(kind, [])
+        return paths[0] if paths else None
+
+    melt, hot, cold = one("induction_furnace"), one("hot_rolling_mill"), one("cold_rolling_mill")
+    anneal, slit = one("annealing_furnace"), one("slitting_line")
+    if melt:
+        rules.append(
+            _Flow(asset=melt, kind="melt", counter="heat_count", quantity="tapped_weight", quantity_unit="t")
+        )
+    for mill, src in ((hot, melt), (cold, hot)):
+        if mill:
+            rule = {"asset": mill, "kind": "coil", "counter": "coil_count", "quantity": "rolled_weight"}
+            rule |= {
+                "quantity_unit": "kg",
+                "serial_prefix": "-".join(mill.split("/")[-2:]),
+            }  # both are mill-1
+            if src:
+                rule |= {"inputs": [src], "consume": "quantity"}
+            rules.append(_Flow(**rule))
+    if anneal:
+        rule = {"asset": anneal, "kind": "annealed_coil", "counter": "batch_count", "quantity_unit": "kg"}
+        rule |= {"pieces": 4}
+        if cold:
+            rule |= {"inputs": [cold], "consume": "all"}
+        rules.append(_Flow(**rule))
+    if slit:
+        rule = {"asset": slit, "kind": "strip", "counter": "coil_count", "pieces": 4, "quantity_unit": "kg"}
+        if anneal:
+            rule |= {"inputs": [anneal], "consume": "one"}
+        rules.append(_Flow(**rule))
+    cncs = by_kind.get("cnc", [])
+    for c in cncs:
+        rules.append(_Flow(asset=c, kind="housing", counter="part_count", reject="scrap_count"))
+    weld, test = one("welding_robot"), one("assembly_test")
+    if weld:
+        rules.append(
+            _Flow(asset=weld, kind="welded_housing", counter="part_count", reject="scrap_count", inputs=cncs)
+        )
+    if test:
+        src = [weld] if weld else cncs
+        rules.append(_Flow(asset=test, kind="gearbox", counter="part_count", reject="fail_count", inputs=src))
+    return rules
+
+
 def plant_config(
     plant: Plant, host: str = "127.0.0.1", opcua_port: int = 4840, modbus_port: int = 5020
 ) -> dict:
@@ -121,6 +256,7 @@ def plant_config(
                 "tags": modbus_tags(maps),
             },
         ],
+        "mes": mes_section(plant),
     }
 
 

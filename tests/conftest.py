@@ -13,6 +13,7 @@ import pytest
 
 from shopfloor.testing.servers import (
     InfluxDB1Server,
+    PostgresServer,
     ServerUnavailable,
     VictoriaMetricsServer,
     require_servers,
@@ -60,5 +61,27 @@ def influx_db(influxd: InfluxDB1Server) -> str:
 @pytest.fixture(scope="session")
 def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
     server = _start(VictoriaMetricsServer, tmp_path_factory.mktemp("victoria"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One PostgreSQL for the session; tests use their own database (see ``pg_url``)."""
+    server = _start(PostgresServer, tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """The SQLAlchemy URL of a fresh database on the session PostgreSQL."""
+    return postgres.create_database(f"t{next(_db_counter)}")
+
+
+@pytest.fixture
+def postgres_private(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test's own, for tests that kill or restart it."""
+    server = _start(PostgresServer, tmp_path / "postgres")
     yield server
     server.stop()

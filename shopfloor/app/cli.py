@@ -144,6 +144,14 @@ def _opcua_browse() -> object | None:
     return browse if hasattr(browse, "add_arguments") else None
 
 
+# -- mes -----------------------------------------------------------------------------------------
+def cmd_mes(args: argparse.Namespace) -> int:
+    from shopfloor.app import mes_cli
+
+    mes_cli.normalise(args)
+    return mes_cli.cmd_mes(args, _load)
+
+
 # -- spool and quarantine ------------------------------------------------------------------------
 def cmd_spool_status(args: argparse.Namespace) -> int:
     from historian.quarantine import Quarantine
@@ -315,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sim.add_arguments(sp)  # type: ignore[attr-defined]
         sp.set_defaults(func=sim.run)  # type: ignore[attr-defined]
+
+    from shopfloor.app import mes_cli
+
+    mes_cli.add_arguments(sub, cmd_mes)
 
     spool = sub.add_parser("spool", help="inspect the historian spool and its quarantine")
     spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)

@@ -193,6 +193,13 @@ async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float 
     print(f"Shopfloor demo: plant {cfg.name or cfg.site}, {len(cfg.assets)} assets, historian {where}")
 
     services: list[Service] = [writer, bus]
+    if cfg.mes.assets:  # the MES derives orders, stops, counts and lots from the live stream
+        from shopfloor.app.mes_cli import mes_services
+
+        services += mes_services(cfg, bus)
+        print(
+            f"MES: {len(cfg.mes.assets)} assets, database {cfg.mes.database}, API on {cfg.mes.api.host}:{cfg.mes.api.port}"
+        )
     # the plant resumes after the simulated time earlier runs served (kept in var/state/simulator),
     # so a second demo never overwrites what the first one stored
     start = resume_start_ns(DEFAULT_STATE_DIR, now_ns())

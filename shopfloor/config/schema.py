@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shopfloor.config.historian_url import parse_url
+from shopfloor.config.mes import MesConfig, mes_consistency_issues
 from shopfloor.model import ASSET_PATH_RE, SIGNAL_NAME_RE, SignalType
 from shopfloor.secrets import literal_secret_message
 
@@ -230,6 +231,7 @@ class PlantConfig(_Model):
     assets: list[AssetConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=list)
     historian: HistorianConfig = HistorianConfig()
+    mes: MesConfig = MesConfig()
 
     def asset(self, path: str) -> AssetConfig:
         for a in self.assets:
@@ -268,4 +270,5 @@ def consistency_issues(cfg: PlantConfig) -> list[tuple[tuple[int | str, ...], st
             out.append((("sources", i, "name"), f"duplicate source name {src.name!r}"))
         else:
             sources[src.name] = i
+    out += mes_consistency_issues(cfg.mes, {a.path: {s.name for s in a.signals} for a in cfg.assets})
     return out

@@ -100,6 +100,7 @@ def build(tmp_path: Path, connector: str, settings: dict[str, Any]) -> Connector
     """One source of ``connector`` from the generated example, for ASSETS only, as the contract builds it."""
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc["assets"] = [a for a in doc["assets"] if a["path"] in ASSETS]
+    doc.pop("mes", None)  # the MES maps every asset of the plant; these tests keep a few
     (src,) = [s for s in doc["sources"] if s["connector"] == connector]
     src["enabled"] = True
     src["settings"] = {**src["settings"], **settings}

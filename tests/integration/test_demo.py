@@ -23,6 +23,8 @@ def demo_config(tmp_path: Path) -> Path:
     text = (ROOT / "examples/qijiang-plant.yaml").read_text()
     assert "    port: 5020\n" in text
     text = text.replace("    port: 5020\n", f"    port: {free_port()}\n")
+    assert text.rstrip().endswith("}") and "\nmes:\n" in text  # the mes section comes last
+    text += f"  api: {{port: {free_port()}}}\n"
     config = tmp_path / "plant.yaml"
     config.write_text(text.replace("opc.tcp://127.0.0.1:4840/", f"opc.tcp://127.0.0.1:{free_port()}/"))
     return config
