@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -281,7 +282,7 @@ def create_app(
         a, b = await run(repo.split_stop, stop_id, _ns(body.at), who, body.reason)
         return {"first": a, "second": b}
 
-    async def window_kpis(asset: str, s: int, e: int) -> dict[str, Any]:
+    async def window_figures(asset: str, s: int, e: int) -> tuple[list[str], kpi.Kpis]:
         known = sorted(await run(repo.known_assets))
         assets = [a for a in known if a == asset or a.startswith(asset.rstrip("/") + "/")]
         if not assets:
@@ -289,7 +290,10 @@ def create_app(
         iv, cn = await run(repo.kpi_inputs, assets, s, e)
         sched = calendar.scheduled(repo.cfg, timezone, s, e)
         plan = calendar.planned(repo.cfg, timezone, s, e, await run(repo.planned_stop_ranges, s, e))
-        k = kpi.kpis(iv, cn, s, e, list(range(len(assets))), sched, plan)
+        return assets, kpi.kpis(iv, cn, s, e, list(range(len(assets))), sched, plan)
+
+    async def window_kpis(asset: str, s: int, e: int) -> dict[str, Any]:
+        assets, k = await window_figures(asset, s, e)
         return {
             "asset": asset,
             "assets": assets,
@@ -307,6 +311,58 @@ def create_app(
         if e - s > 400 * 86400 * NS:
             raise HTTPException(422, "windows are at most 400 days")
         return await window_kpis(asset, s, e)
+
+    @app.get(f"{PREFIX}/kpi/shifts")
+    async def shift_kpis(asset: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """One KPI set per shift instance of the calendar in [start, end) (each day's shifts, named)."""
+        s, e = _ns(start), _ns(end)
+        if e <= s:
+            raise HTTPException(422, "end must be after start")
+        if e - s > 93 * 86400 * NS:
+            raise HTTPException(422, "shift reports cover at most 93 days")
+        if not repo.cfg.shifts:
+            raise HTTPException(409, "no shifts are configured (mes.shifts)")
+        known = sorted(await run(repo.known_assets))
+        assets = [a for a in known if a == asset or a.startswith(asset.rstrip("/") + "/")]
+        if not assets:
+            raise NotFound(f"unknown asset or line {asset}")
+        windows, names = calendar.lay_out(list(repo.cfg.shifts), timezone, s, e)
+        windows = np.clip(windows, s, e)
+        iv, cn = await run(repo.kpi_inputs, assets, s, e)
+        plan = calendar.planned(repo.cfg, timezone, s, e, await run(repo.planned_stop_ranges, s, e))
+        ks = kpi.kpis_by(iv, cn, windows, list(range(len(assets))), windows, plan)
+        return {
+            "asset": asset,
+            "assets": assets,
+            "shifts": [{"shift": n, **k.as_dict()} for n, k in zip(names, ks, strict=True)],
+        }
+
+    @app.get(f"{PREFIX}/kpi/products/{{product}}")
+    async def product_kpis(product: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """The KPIs of a product: the time each of its orders ran inside [start, end), on its asset,
+        taken together (seconds and counts add up; ratios from the sums)."""
+        s, e = _ns(start), _ns(end)
+        if e <= s:
+            raise HTTPException(422, "end must be after start")
+        orders = [o for o in (await run(repo.orders_of_product, product)) if o["actual_start_ns"] is not None]
+        parts: list[kpi.Kpis] = []
+        used: list[str] = []
+        for o in orders:
+            stop = (
+                o["actual_end_ns"]
+                if o["actual_end_ns"] is not None
+                else await run(repo.newest_ns, o["asset"])
+            )
+            a, b = max(s, o["actual_start_ns"]), min(e, stop or 0)
+            if b > a:
+                parts.append((await window_figures(o["asset"], a, b))[1])
+                used.append(o["id"])
+        if not parts:
+            raise NotFound(
+                f"no order of product {product} ran between {start.isoformat()} and {end.isoformat()}"
+            )
+        k = kpi.Kpis.combine(parts)
+        return {"product": product, "orders": used, **k.as_dict(), "waterfall": k.waterfall()}
 
     @app.get(f"{PREFIX}/orders/{{order_id}}/kpi")
     async def order_kpis(order_id: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ The cursors are saved in the same transaction as what they produced (see mes.rep
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -75,6 +74,7 @@ class _Asset:
     cfg: MesAssetConfig
     codes: dict[int, StateCategory]
     counter_fields: dict[str, list[str]]  # signal -> COUNT_FIELDS it feeds
+    running_codes: np.ndarray  # the state codes that mean running
     open: OpenInterval | None = None
     state_code: int | None = None
     reason_code: int | None = None
@@ -111,7 +111,13 @@ class Deriver:
             ):
                 if sig:
                     fields.setdefault(sig, []).append(name)
-            st = _Asset(a, {k: StateCategory(v.value) for k, v in table.items()}, fields)
+            codes = {k: StateCategory(v.value) for k, v in table.items()}
+            st = _Asset(
+                a,
+                codes,
+                fields,
+                np.array([k for k, v in codes.items() if v is StateCategory.RUNNING], np.int64),
+            )
             st.open = (open_intervals or {}).get(a.path)
             if st.open is not None:
                 st.state_code, st.reason_code = st.open.plc_state, st.open.plc_reason
@@ -133,15 +139,17 @@ class Deriver:
         wanted = {k: i for i, k in enumerate(batch.keys) if (k.asset, k.signal) in self._wanted}
         if not wanted:
             return ch
-        good = batch.quality == int(Quality.GOOD)
+        good = np.flatnonzero(batch.quality == int(Quality.GOOD))
+        # one sort groups the rows by series and, within a series, by time
+        order = good[np.lexsort((batch.ts[good], batch.series[good]))]
+        ser = batch.series[order]
+        bounds = np.searchsorted(ser, np.arange(len(batch.keys) + 1))
         by_series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         for key, idx in wanted.items():
-            rows = np.flatnonzero((batch.series == idx) & good)
+            rows = order[bounds[idx] : bounds[idx + 1]]
             if not len(rows):
                 continue
             ts, val = batch.ts[rows], batch.value[rows]
-            order = np.argsort(ts, kind="stable")
-            ts, val = ts[order], val[order]
             cur = self.cursors.get((key.asset, key.signal))
             if cur is not None:
                 keep = ts > cur[0]
@@ -189,13 +197,29 @@ class Deriver:
         ts = np.union1d(s_ts, r_ts)
         state = _ffill(ts, s, st.state_code)
         reason = _ffill(ts, r, st.reason_code)
-        for i in range(len(ts)):  # change points are few (states last minutes); rows are cheap to skip
-            sc = None if math.isnan(state[i]) else int(state[i])
-            rc = None if math.isnan(reason[i]) else int(reason[i])
+        # only the rows where the (state, reason) pair changes matter: find them with numpy
+        nan_s, nan_r = np.isnan(state), np.isnan(reason)
+        sc_k = np.where(nan_s, -(2**40), np.nan_to_num(state)).astype(np.int64)
+        running = np.isin(sc_k, st.running_codes)
+        rc_k = np.where(running, -(2**41), np.where(nan_r, -(2**40), np.nan_to_num(reason))).astype(np.int64)
+        o = st.open
+        if o is None:
+            first = np.array([True])
+        else:
+            prev_s = -(2**40) if o.plc_state is None else o.plc_state
+            prev_r = (
+                -(2**41)
+                if o.state is StateCategory.RUNNING
+                else (-(2**40) if o.plc_reason is None else o.plc_reason)
+            )
+            first = np.array([sc_k[0] != prev_s or rc_k[0] != prev_r])
+        changed = np.concatenate((first, (sc_k[1:] != sc_k[:-1]) | (rc_k[1:] != rc_k[:-1])))
+        for i in np.flatnonzero(changed).tolist():
+            sc = None if nan_s[i] else int(state[i])
+            rc = None if nan_r[i] else int(reason[i])
             cat = self._category(st, sc)
             key_rc = None if cat is StateCategory.RUNNING else rc
             o = st.open
-            st.state_code, st.reason_code = sc, rc
             if o is not None and (o.state, o.plc_state, o.plc_reason) == (cat, sc, key_rc):
                 continue
             t = int(ts[i])
@@ -205,6 +229,8 @@ class Deriver:
                 continue
             ch.intervals.append(IntervalChange(path, t, o.start_ns if o else None, cat, sc, key_rc))
             st.open = OpenInterval(t, cat, sc, key_rc)
+        st.state_code = None if nan_s[-1] else int(state[-1])
+        st.reason_code = None if nan_r[-1] else int(reason[-1])
 
     def _counters(
         self, st: _Asset, data: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], ch: Changes

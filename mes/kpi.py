@@ -179,6 +179,39 @@ class CountArrays:
         return cls(np.empty(0, np.int32), np.empty(0, np.int64), z, z, z, z, z, z, z)
 
 
+def _ratios(
+    apt_s: float, pbt_s: float, npt: float, fpt: float, cal_s: float, total: float, good: float, scrap: float,
+    rework: float, no_ideal: float, nf: int, breakdown_s: float, energy: float, mass: float,
+) -> dict[str, float]:  # fmt: skip
+    """Every ratio of a window from its sums (the formulas of docs/mes-kpis.md)."""
+    known = no_ideal == 0
+    avail, q = _div(apt_s, pbt_s), _div(good, total)
+    eff = _div(npt, apt_s) if known else math.nan
+    return {
+        "availability": avail,
+        "effectiveness": eff,
+        "quality_ratio": q,
+        "oee": avail * eff * q,
+        "teep": _div(fpt, cal_s) if known else math.nan,
+        "first_pass_yield": q,
+        "scrap_ratio": _div(scrap, total),
+        "rework_ratio": _div(rework, total),
+        "mtbf_s": _div(apt_s, nf),
+        "mttr_s": _div(breakdown_s, nf),
+        "energy_per_good_unit": _div(energy, good),
+        "energy_per_tonne": _div(energy, mass / 1000.0),
+    }
+
+
+_ADDITIVE = (
+    "calendar_s", "not_scheduled_s", "planned_operation_s", "planned_downtime_s", "planned_busy_s", "breakdown_s",
+    "setup_s", "unplanned_stop_s", "no_data_s", "minor_stop_s", "running_s", "actual_production_s",
+    "net_productive_s", "reduced_speed_s", "performance_loss_s", "fully_productive_s", "quality_loss_s",
+    "total_units", "good_units", "scrap_units", "rework_units", "units_without_ideal", "n_failures", "energy_kwh",
+    "mass_kg",
+)  # fmt: skip
+
+
 def _div(a: float, b: float) -> float:
     return a / b if b != 0 and not math.isnan(b) else math.nan
 
@@ -263,11 +296,7 @@ class Kpis:
         s = 1.0 / NS_PER_S
         total, good, scrap, rework, npt, fpt, no_ideal, energy, mass = (float(c) for c in counts)
         apt_s, pbt_s, cal_s, minor_s = apt * s, pbt * s, cal * s, lo[Loss.MINOR_STOP] * s
-        known = no_ideal == 0
-        eff = _div(npt, apt_s) if known else math.nan
-        reduced = apt_s - minor_s - npt if known else math.nan
-        avail = _div(apt_s, pbt_s)
-        q = _div(good, total)
+        reduced = apt_s - minor_s - npt if no_ideal == 0 else math.nan
         nf = int(n_failures)
         return cls(
             start_ns=int(start_ns),
@@ -298,19 +327,43 @@ class Kpis:
             n_failures=nf,
             energy_kwh=energy,
             mass_kg=mass,
-            availability=avail,
-            effectiveness=eff,
-            quality_ratio=q,
-            oee=avail * eff * q,
-            teep=_div(fpt, cal_s) if known else math.nan,
-            first_pass_yield=q,
-            scrap_ratio=_div(scrap, total),
-            rework_ratio=_div(rework, total),
-            mtbf_s=_div(apt_s, nf),
-            mttr_s=_div(lo[Loss.BREAKDOWN] * s, nf),
-            energy_per_good_unit=_div(energy, good),
-            energy_per_tonne=_div(energy, mass / 1000.0),
+            **_ratios(
+                apt_s,
+                pbt_s,
+                npt,
+                fpt,
+                cal_s,
+                total,
+                good,
+                scrap,
+                rework,
+                no_ideal,
+                nf,
+                lo[Loss.BREAKDOWN] * s,
+                energy,
+                mass,
+            ),
         )
+
+    @classmethod
+    def combine(cls, parts: Sequence[Kpis]) -> Kpis:
+        """The KPIs of several windows taken together (e.g. every order of a product): the seconds and
+        counts add up, the ratios are computed again from the sums (never averaged)."""
+        if not parts:
+            raise ValueError("nothing to combine")
+        add = {f: sum(getattr(k, f) for k in parts) for f in _ADDITIVE}
+        sums = {f: add[f] for f in _ADDITIVE}
+        return cls(
+            start_ns=min(k.start_ns for k in parts),
+            end_ns=max(k.end_ns for k in parts),
+            n_assets=sum(k.n_assets for k in parts),
+            **sums,
+            **_ratios(
+                add["actual_production_s"], add["planned_busy_s"], add["net_productive_s"], add["fully_productive_s"],
+                add["calendar_s"], add["total_units"], add["good_units"], add["scrap_units"], add["rework_units"],
+                add["units_without_ideal"], add["n_failures"], add["breakdown_s"], add["energy_kwh"], add["mass_kg"],
+            ),
+        )  # fmt: skip
 
     def waterfall(self) -> list[tuple[str, float, WaterfallKind]]:
         """``(step, seconds, kind)`` from calendar time down to fully productive time.

@@ -227,13 +227,16 @@ class Repository:
         for (asset, b), row in sorted(ch.buckets.items()):
             by_asset.setdefault(asset, []).append((b, row))
         cb = t.count_buckets
+        released = self._released_assets(conn)  # once per transaction
         rows: list[dict[str, Any]] = []
         for asset, items in by_asset.items():
             order = running.get(asset)
             made = self._good_of(conn, order["id"]) if order else 0.0
+            waiting = asset in released
             for b, r in items:
-                if order is None and r[0] > 0:
+                if order is None and r[0] > 0 and waiting:
                     order = self._auto_start(conn, asset, b)
+                    waiting = order is not None
                     made = 0.0
                     if order is not None:
                         running[asset] = order
@@ -269,6 +272,13 @@ class Repository:
         return float(
             conn.scalar(select(func.coalesce(func.sum(cb.c.good), 0.0)).where(cb.c.order_id == order_id))
             or 0.0
+        )
+
+    def _released_assets(self, conn: Connection) -> set[str]:
+        """Assets with a released order waiting."""
+        wo = t.work_orders
+        return set(
+            conn.scalars(select(wo.c.asset).where(wo.c.status == OrderStatus.RELEASED.value).distinct())
         )
 
     def _running_orders(self, conn: Connection) -> dict[str, dict[str, Any]]:
@@ -377,6 +387,12 @@ class Repository:
                 select(wo).where(*cond).order_by(wo.c.created_ns, wo.c.id).limit(limit).offset(offset)
             )
             return Page([dict(r._mapping) for r in rows], int(total), limit, offset)
+
+    def orders_of_product(self, product: str) -> list[dict[str, Any]]:
+        wo = t.work_orders
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(wo).where(wo.c.product == product).order_by(wo.c.created_ns, wo.c.id))
+            return [dict(r._mapping) for r in rows]
 
     def transition(
         self, order_id: str, to: OrderStatus, actor: str, at_ns: int | None = None

@@ -69,6 +69,7 @@ class MesService:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._seen_dropped = 0
+        self._reload = False
         self._lock = asyncio.Lock()
         self.samples_used = 0
         self.catch_ups = 0
@@ -81,8 +82,7 @@ class MesService:
         if before != after:
             log.info("MES database %s migrated %s -> %s", describe(self.engine), before or "empty", after)
         await asyncio.to_thread(self.repo.sync_plant, self.assets)
-        cursors, opens = await asyncio.to_thread(self.repo.deriver_state)
-        self.deriver = Deriver(self.cfg, cursors, opens, lot_counters=self._lot_counters)
+        await self._load_state()
         if self.reader is not None:
             await self.reader.open()
         if self.bus is not None:
@@ -99,7 +99,8 @@ class MesService:
                 await self._task
         async with self._lock:
             if self._live and self._buffer:
-                await self._drain_buffer()
+                with contextlib.suppress(Exception):  # what is not written now is caught up next start
+                    await self._drain_buffer()
         if self.reader is not None:
             await self.reader.close()
 
@@ -131,7 +132,10 @@ class MesService:
                     self._buffer.clear()
                     self._buffered = 0
                 return
-            await self._derive(batch)
+            try:
+                await self._derive(batch)
+            except Exception:  # the database is away: _derive marked us for a reload and a catch-up
+                return
 
     async def on_events(self, events: Sequence[Event]) -> None:
         return None  # the MES derives from signals; PLC events reach it as their state signals
@@ -141,9 +145,24 @@ class MesService:
         assert self.deriver is not None
         ch = self.deriver.feed(batch)
         if ch:
-            await asyncio.to_thread(self.repo.apply, ch)
+            try:
+                await asyncio.to_thread(self.repo.apply, ch)
+            except Exception as exc:
+                # nothing of this batch was written, but the deriver moved on in memory: start again from
+                # what the database holds, and read what it missed from the historian
+                self._reload = True
+                self._live = False
+                self._resync.set()
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("mes: cannot write to the MES database (%s); will catch up when it is back", exc)
+                raise
         self.samples_used += ch.samples_used
         return ch.samples_used
+
+    async def _load_state(self) -> None:
+        cursors, opens = await asyncio.to_thread(self.repo.deriver_state)
+        self.deriver = Deriver(self.cfg, cursors, opens, lot_counters=self._lot_counters)
+        self._reload = False
 
     async def _drain_buffer(self) -> None:
         buf, self._buffer, self._buffered = self._buffer, [], 0
@@ -154,6 +173,8 @@ class MesService:
         while not self._stopping:
             try:
                 if self.bus is None:
+                    if self._reload:
+                        await self._load_state()
                     await self._catch_up(now_ns())
                     await asyncio.sleep(self.follow_every_s)
                     continue
@@ -161,6 +182,8 @@ class MesService:
                 if self._stopping:
                     return
                 self._resync.clear()
+                if self._reload:
+                    await self._load_state()
                 await self._catch_up(now_ns())
                 await asyncio.sleep(self.settle_s)  # what the writer had not flushed yet lands meanwhile
                 async with self._lock:

@@ -196,7 +196,9 @@ async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float 
     if cfg.mes.assets:  # the MES derives orders, stops, counts and lots from the live stream
         from shopfloor.app.mes_cli import mes_services
 
-        services += mes_services(cfg, bus)
+        # orders as an ERP would send them, so the floor fills them with nobody typing (first run only)
+        schedule = Path(config_path).resolve().parent / "mes" / "schedule.b2mml.xml"
+        services += mes_services(cfg, bus, seed_orders=schedule)
         print(
             f"MES: {len(cfg.mes.assets)} assets, database {cfg.mes.database}, API on {cfg.mes.api.host}:{cfg.mes.api.port}"
         )

@@ -24,8 +24,44 @@ log = logging.getLogger("shopfloor.mes")
 NS = 1_000_000_000
 
 
-def mes_services(cfg: PlantConfig, bus: Bus | None, *, api: bool = True) -> list[Service]:
-    """The MES deriver (a bus subscriber when ``bus`` is given, else a historian follower) and its API."""
+class OrderSeed:
+    """The demo's stand-in for an ERP: on an MES with no orders at all, import a B2MML schedule as
+    released orders, which the MES then starts and completes by itself."""
+
+    name = "erp-demo"
+
+    def __init__(self, repo: Any, path: Path) -> None:
+        self.repo = repo
+        self.path = path
+
+    async def start(self) -> None:
+        from mes import b2mml
+        from mes.order_spec import OrderStatus
+
+        def seed() -> int:
+            if self.repo.orders(limit=1).total:
+                return 0
+            specs = b2mml.parse_production_schedule(
+                self.path.read_bytes(), known_assets=self.repo.known_assets()
+            )
+            return len(self.repo.create_orders(specs, self.name, OrderStatus.RELEASED))
+
+        n = await asyncio.to_thread(seed)
+        if n:
+            log.info("demo: released %d work orders from %s", n, self.path)
+
+    async def stop(self) -> None:
+        return None
+
+    def status(self) -> str | None:
+        return None
+
+
+def mes_services(
+    cfg: PlantConfig, bus: Bus | None, *, api: bool = True, seed_orders: Path | None = None
+) -> list[Service]:
+    """The MES deriver (a bus subscriber when ``bus`` is given, else a historian follower), its API, and
+    for the demo an order seed."""
     from historian.factory import open_reader
     from mes.api import ApiService, Tokens, create_app
     from mes.db import open_engine
@@ -43,6 +79,8 @@ def mes_services(cfg: PlantConfig, bus: Bus | None, *, api: bool = True) -> list
     if api:
         app = create_app(svc.repo, Tokens.from_config(cfg.mes.api), cfg.timezone, cfg.mes.api.max_body_bytes)
         out.append(ApiService(app, cfg.mes.api))
+    if seed_orders is not None and seed_orders.is_file():
+        out.append(OrderSeed(svc.repo, seed_orders))
     return out
 
 

@@ -66,6 +66,13 @@ def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
     expected = {(a.path, s.name) for a in cfg.assets for s in a.signals}
     assert len(expected) > 200
     assert expected <= stored, f"missing: {sorted(expected - stored)[:10]}"
+    # the MES ran on the same stream: every mapped asset has its state interval and cursors
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "var/mes/mes.db") as db:
+        derived = {a for (a,) in db.execute("SELECT DISTINCT asset FROM state_intervals")}
+        counted = {a for (a,) in db.execute("SELECT DISTINCT asset FROM cursors")}
+    assert derived == counted == {a.path for a in cfg.mes.assets}
 
 
 def run_demo(tmp_path: Path, config: Path, url: str, seconds: int = 6) -> str:

@@ -16,7 +16,7 @@ from mes.db import migrate, open_engine
 from mes.derive import Deriver
 from mes.repository import Repository
 from shopfloor.batch import SampleBatch
-from shopfloor.config.mes import ApiConfig, MesConfig
+from shopfloor.config.mes import ApiConfig, MesConfig, TimeRangeConfig
 from shopfloor.testing.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,3 +244,61 @@ async def test_an_order_runs_by_itself_and_has_its_own_kpis(api: tuple[str, Repo
         assert k["order"] == "WO-7" and k["start_ns"] == T0 and k["end_ns"] == o["actual_end_ns"]
         assert 60 <= k["total_units"] <= 62  # completed in the bucket it reached 60
         assert k["effectiveness"] == pytest.approx(1.0, abs=0.02)
+
+
+async def test_kpis_per_shift_split_a_stop_at_the_shift_boundary(
+    api: tuple[str, Repository], mes_url: str
+) -> None:
+    """Shifts 06-14 and 14-22 UTC; stand 1 is down 13:30-14:30 (a breakdown across the boundary)."""
+    base, repo = api
+    repo.cfg = CFG.model_copy(
+        update={
+            "shifts": [
+                TimeRangeConfig(name="early", start="06:00", end="14:00"),
+                TimeRangeConfig(name="late", start="14:00", end="22:00"),
+            ]
+        }
+    )
+    day = T0 - 2 * 3600 * NS  # 2027-01-15T06:00:00Z
+    down, up = day + 7 * 3600 * NS + 1800 * NS, day + 8 * 3600 * NS + 1800 * NS
+    feed(repo, [(A, "state", (day - T0) // NS, 1), (A, "state", (down - T0) // NS, 6), (A, "why", (down - T0) // NS, 99),
+                (A, "state", (up - T0) // NS, 1), (A, "state", (day - T0) // NS + 16 * 3600, 1)])  # fmt: skip
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.get(
+            f"{base}/kpi/shifts",
+            params={"asset": A, "start": "2027-01-15T00:00:00Z", "end": "2027-01-16T00:00:00Z"},
+        )
+        assert r.status_code == 200, r.text
+        shifts = {s["shift"]: s for s in r.json()["shifts"]}
+    assert set(shifts) == {"2027-01-15 early", "2027-01-15 late"}  # the shifts of the day asked for
+    early, late = shifts["2027-01-15 early"], shifts["2027-01-15 late"]
+    assert early["breakdown_s"] == pytest.approx(1800) and late["breakdown_s"] == pytest.approx(1800)
+    assert early["n_failures"] == 1 and late["n_failures"] == 0  # counted where it started
+    assert early["availability"] == pytest.approx((8 * 3600 - 1800) / (8 * 3600))
+
+
+async def test_product_kpis_take_its_orders_together(api: tuple[str, Repository]) -> None:
+    base, repo = api
+    async with httpx.AsyncClient(timeout=10) as c:
+        for oid, asset in (("P-A", A), ("P-B", B)):
+            body = {"id": oid, "product": "cu-strip", "asset": asset, "quantity": 1e6}
+            assert (
+                await c.post(f"{base}/orders", json=body, headers=AUTH, params={"release": True})
+            ).status_code == 201
+        # stand 1 makes a coil every 20 s (its ideal for cu-strip), stand 2 every 60 s (ideal 30 s)
+        feed(repo, [(A, "state", 0, 1)] + [(A, "coils", t, t // 20) for t in range(0, 3601, 20)])
+        feed(repo, [(B, "state", 0, 1)] + [(B, "coils", t, t // 60) for t in range(0, 3601, 60)])
+        window = {"start": "2027-01-15T08:00:00Z", "end": "2027-01-15T10:00:00Z"}  # beyond the data
+        k = (await c.get(f"{base}/kpi/products/cu-strip", params=window)).json()
+        assert sorted(k["orders"]) == ["P-A", "P-B"]
+        a = (await c.get(f"{base}/orders/P-A/kpi")).json()
+        b = (await c.get(f"{base}/orders/P-B/kpi")).json()
+        assert k["total_units"] == a["total_units"] + b["total_units"]
+        assert a["effectiveness"] == pytest.approx(1.0, abs=0.01) and b["effectiveness"] == pytest.approx(
+            0.5, abs=0.02
+        )
+        expected = (a["net_productive_s"] + b["net_productive_s"]) / (
+            a["actual_production_s"] + b["actual_production_s"]
+        )
+        assert k["effectiveness"] == pytest.approx(expected)
+        assert (await c.get(f"{base}/kpi/products/nothing", params=window)).status_code == 404

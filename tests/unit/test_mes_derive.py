@@ -129,7 +129,7 @@ def test_intervals_reasons_and_counts(repo: Repository) -> None:
     assert kwh == pytest.approx(0.5 * 39)  # the first sample only anchors the counter
 
 
-def test_replay_and_restart_change_nothing(repo: Repository) -> None:
+def test_replay_and_restart_change_nothing(repo: Repository, tmp_path: Path) -> None:
     batches = stream()
     run(repo, batches[:17])
     run(repo, batches[:25])  # a restart that replays from the historian, overlapping
@@ -137,7 +137,7 @@ def test_replay_and_restart_change_nothing(repo: Repository) -> None:
     first = snapshot(repo)
     run(repo, batches)  # everything again
     assert snapshot(repo) == first
-    fresh_engine = open_engine(f"sqlite:///{repo.engine.url.database}.2")
+    fresh_engine = open_engine(f"sqlite:///{tmp_path / 'fresh.db'}")  # the same stream, derived in one go
     migrate(fresh_engine)
     other = Repository(fresh_engine, CFG)
     other.sync_plant([(A, "press", "")])

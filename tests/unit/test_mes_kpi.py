@@ -549,3 +549,38 @@ def test_labels() -> None:
     assert wz["planned_downtime"] == "计划停机" and wz["breakdowns"] == "设备故障"
     assert wz["setup"] == "换型调机" and wz["not_scheduled"] == "非计划工作时间"
     assert wz["unplanned_stops"].startswith("非计划停机")
+
+
+def test_combine_adds_seconds_and_counts_and_recomputes_ratios() -> None:
+    """Two orders of one product on two assets: the product's figures are sums, not averages of ratios."""
+    h = H
+    iv = IntervalArrays(
+        asset=np.array([0, 0, 1], np.int32),
+        start_ns=np.array([0, 3 * h, 0], np.int64),
+        end_ns=np.array([3 * h, 4 * h, h], np.int64),
+        loss=np.array([Loss.RUNNING, Loss.BREAKDOWN, Loss.RUNNING], np.int8),
+    )
+    counts = CountArrays(
+        asset=np.array([0, 1], np.int32),
+        bucket_ns=np.array([0, 0], np.int64),
+        total=np.array([1000.0, 100.0]),
+        good=np.array([990.0, 50.0]),
+        scrap=np.array([10.0, 50.0]),
+        rework=np.zeros(2),
+        ideal_s=np.array([10.0, 36.0]),
+        energy_kwh=np.array([40.0, 10.0]),
+        mass_kg=np.array([2000.0, 500.0]),
+    )
+    a = kpis(iv, counts, 0, 4 * h, [0])
+    b = kpis(iv, counts, 0, h, [1])
+    both = Kpis.combine([a, b])
+    assert both.calendar_s == a.calendar_s + b.calendar_s == 5 * 3600
+    assert both.total_units == 1100 and both.good_units == 1040
+    assert both.availability == pytest.approx((3 * 3600 + 3600) / (5 * 3600))
+    assert both.quality_ratio == pytest.approx(1040 / 1100)  # not the mean of 0.99 and 0.5
+    assert both.quality_ratio != pytest.approx((a.quality_ratio + b.quality_ratio) / 2)
+    assert both.oee == pytest.approx(both.availability * both.effectiveness * both.quality_ratio)
+    assert both.energy_per_tonne == pytest.approx(50 / 2.5)
+    assert both.n_failures == 1 and both.mtbf_s == pytest.approx(4 * 3600)
+    with pytest.raises(ValueError):
+        Kpis.combine([])
