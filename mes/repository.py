@@ -65,6 +65,7 @@ class Repository:
         self.ideal_default = {a.path: a.ideal_s for a in cfg.assets}
         self.ideal_product = {(p.id, path): s for p in cfg.products for path, s in p.ideal_cycle_s.items()}
         self.bucket_ns = cfg.bucket_s * NS
+        self._stmts: dict[tuple[str, str], Any] = {}
 
     # -- plant ---------------------------------------------------------------------------------
     def sync_plant(self, assets: Sequence[tuple[str, str, str]]) -> None:
@@ -170,7 +171,7 @@ class Repository:
 
     def _apply(self, conn: Connection, ch: Changes) -> None:
         si = t.state_intervals
-        running = self._running_orders(conn)
+        running, released = self._open_orders(conn)
         for c in ch.intervals:
             reason = self.reason_for(c.state, c.plc_reason)
             if c.amend:
@@ -203,31 +204,52 @@ class Repository:
                 },
             )
         if ch.buckets:
-            self._buckets(conn, ch, running)
+            self._buckets(conn, ch, running, released)
         if ch.increments and self.lot_maker is not None:
             self.lot_maker.apply(conn, ch.increments)
         if ch.cursors:
-            stmt = _upsert(conn, t.cursors)
             conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["asset", "signal"],
-                    set_={"ts_ns": stmt.excluded.ts_ns, "value": stmt.excluded.value},
-                ),
+                self._stmt(conn, "cursors"),
                 [
                     {"asset": a, "signal": s, "ts_ns": ts, "value": v}
                     for (a, s), (ts, v) in ch.cursors.items()
                 ],
             )
 
-    def _buckets(self, conn: Connection, ch: Changes, running: dict[str, dict[str, Any]]) -> None:
+    def _stmt(self, conn: Connection, name: str) -> Any:
+        """The hot upserts, built once per dialect (building them costs more than running them)."""
+        key = (conn.dialect.name, name)
+        stmt = self._stmts.get(key)
+        if stmt is None:
+            if name == "cursors":
+                ins = _upsert(conn, t.cursors)
+                stmt = ins.on_conflict_do_update(
+                    index_elements=["asset", "signal"],
+                    set_={"ts_ns": ins.excluded.ts_ns, "value": ins.excluded.value},
+                )
+            else:
+                cb = t.count_buckets
+                ins = _upsert(conn, cb)
+                stmt = ins.on_conflict_do_update(
+                    index_elements=["asset", "bucket_ns"],
+                    set_={
+                        **{f: getattr(cb.c, f) + ins.excluded[f] for f in COUNT_FIELDS},
+                        "ideal_s": func.coalesce(cb.c.ideal_s, ins.excluded.ideal_s),
+                        "order_id": func.coalesce(cb.c.order_id, ins.excluded.order_id),
+                    },
+                )
+            self._stmts[key] = stmt
+        return stmt
+
+    def _buckets(
+        self, conn: Connection, ch: Changes, running: dict[str, dict[str, Any]], released: set[str]
+    ) -> None:
         """Add the counts to their buckets, each bucket to the order running then; in time order, an order
         completes in the bucket where its good count reaches its quantity and the next released one
         starts with the next production."""
         by_asset: dict[str, list[tuple[int, np.ndarray]]] = {}
         for (asset, b), row in sorted(ch.buckets.items()):
             by_asset.setdefault(asset, []).append((b, row))
-        cb = t.count_buckets
-        released = self._released_assets(conn)  # once per transaction
         rows: list[dict[str, Any]] = []
         for asset, items in by_asset.items():
             order = running.get(asset)
@@ -254,18 +276,7 @@ class Repository:
                         running.pop(asset, None)
                         order = None
         if rows:
-            stmt = _upsert(conn, cb)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["asset", "bucket_ns"],
-                    set_={
-                        **{f: getattr(cb.c, f) + stmt.excluded[f] for f in COUNT_FIELDS},
-                        "ideal_s": func.coalesce(cb.c.ideal_s, stmt.excluded.ideal_s),
-                        "order_id": func.coalesce(cb.c.order_id, stmt.excluded.order_id),
-                    },
-                ),
-                rows,
-            )
+            conn.execute(self._stmt(conn, "buckets"), rows)
 
     def _good_of(self, conn: Connection, order_id: str) -> float:
         cb = t.count_buckets
@@ -274,17 +285,14 @@ class Repository:
             or 0.0
         )
 
-    def _released_assets(self, conn: Connection) -> set[str]:
-        """Assets with a released order waiting."""
+    def _open_orders(self, conn: Connection) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """The running order of each asset, and the assets with a released order waiting (one query)."""
         wo = t.work_orders
-        return set(
-            conn.scalars(select(wo.c.asset).where(wo.c.status == OrderStatus.RELEASED.value).distinct())
-        )
-
-    def _running_orders(self, conn: Connection) -> dict[str, dict[str, Any]]:
-        wo = t.work_orders
-        rows = conn.execute(select(wo).where(wo.c.status == OrderStatus.RUNNING.value))
-        return {r.asset: dict(r._mapping) for r in rows}
+        rows = conn.execute(
+            select(wo).where(wo.c.status.in_([OrderStatus.RUNNING.value, OrderStatus.RELEASED.value]))
+        ).all()
+        running = {r.asset: dict(r._mapping) for r in rows if r.status == OrderStatus.RUNNING.value}
+        return running, {r.asset for r in rows if r.status == OrderStatus.RELEASED.value}
 
     def _auto_start(self, conn: Connection, asset: str, at_ns: int) -> dict[str, Any] | None:
         """Production began on an asset with no running order: start its next released order."""
