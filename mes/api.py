@@ -389,7 +389,7 @@ def create_app(
             tr = await run(go)
         except LookupError as exc:
             raise HTTPException(404, f"no lot {lot_id}") from exc
-        return tr.as_dict() if hasattr(tr, "as_dict") else tr.__dict__
+        return tr.as_dict()
 
     @app.get(f"{PREFIX}/audit")
     async def audit(

@@ -1,5 +1,5 @@
 """Lots and genealogy from counter increments: every increment of a lot rule's counter closes a lot, which
-consumes its inputs' waiting lots (FIFO one, or all: a merge); ``trace`` walks the genealogy either way.
+consumes its inputs' waiting lots (one, each, all, or by quantity); ``trace`` walks the genealogy either way.
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 
 def _reject_signal(rule: LotRuleConfig, rejects: Mapping[str, str]) -> str | None:
-    """The reject counter of a rule: ``rejects[asset]``, else a ``reject`` field once the config has one."""
-    return rejects.get(rule.asset) or getattr(rule, "reject", None)
+    """The reject counter of a rule: ``rejects[asset]`` (an override), else the rule's ``reject``."""
+    return rejects.get(rule.asset) or rule.reject
 
 
 def lot_counters(cfg: MesConfig, rejects: Mapping[str, str] | None = None) -> set[Key]:
     """Every (asset, signal) whose increments the lot rules need: counters, quantity counters, the
     energy counter of each rule's asset (when ``cfg.assets`` maps it) and reject counters.
 
-    ``rejects`` maps an asset path to its reject counter (until ``LotRuleConfig`` has a ``reject`` field).
+    ``rejects`` maps an asset path to a reject counter, overriding the rule's ``reject``.
     """
     energy = {a.path: a.energy for a in cfg.assets if a.energy}
     out: set[Key] = set()

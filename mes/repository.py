@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from mes import tables as t
 from mes.derive import COUNT_FIELDS, Changes, OpenInterval
 from mes.losses import UNASSIGNED, Loss, StateCategory, loss_of
+from mes.lots import LotMaker
 from mes.order_spec import TRANSITIONS, OrderPerformance, OrderSpec, OrderStatus
 from shopfloor.config.mes import LossName, MesConfig
 from shopfloor.model import now_ns
@@ -56,7 +57,7 @@ def _upsert(conn: Connection, table: Table) -> Any:
 
 
 class Repository:
-    def __init__(self, engine: Engine, cfg: MesConfig, lot_maker: Any = None) -> None:
+    def __init__(self, engine: Engine, cfg: MesConfig, lot_maker: LotMaker | None = None) -> None:
         self.engine = engine
         self.cfg = cfg
         self.lot_maker = lot_maker  # mes.lots.LotMaker: lots and genealogy from counter increments

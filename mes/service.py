@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -19,6 +18,7 @@ from sqlalchemy import Engine
 from historian.reader import HistorianReader
 from mes.db import describe, migrate
 from mes.derive import Deriver
+from mes.lots import LotMaker
 from mes.repository import Repository
 from shopfloor.batch import SampleBatch
 from shopfloor.bus import Bus
@@ -49,7 +49,7 @@ class MesService:
         settle_s: float = 2.0,
         follow_every_s: float = 2.0,
         buffer_points: int = 500_000,
-        lot_maker: Any = None,
+        lot_maker: LotMaker | None = None,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
@@ -61,7 +61,7 @@ class MesService:
         self.buffer_points = buffer_points
         self.repo = Repository(engine, cfg, lot_maker=lot_maker)
         self.deriver: Deriver | None = None
-        self._lot_counters: set[tuple[str, str]] = set(getattr(lot_maker, "counters", ()) or ())
+        self._lot_counters: set[tuple[str, str]] = lot_maker.counters if lot_maker is not None else set()
         self._buffer: list[SampleBatch] = []
         self._buffered = 0
         self._live = False

@@ -134,7 +134,7 @@ def cmd_mes(args: argparse.Namespace, load: Any) -> int:
             except LookupError:
                 print(f"no lot {args.lot}", file=sys.stderr)
                 return 1
-        print(json.dumps(tr.as_dict() if hasattr(tr, "as_dict") else tr.__dict__, indent=2, default=str))
+        print(json.dumps(tr.as_dict(), indent=2, default=str))
         return 0
     raise SystemExit(f"unknown mes command {action}")
 

@@ -302,3 +302,28 @@ async def test_product_kpis_take_its_orders_together(api: tuple[str, Repository]
         )
         assert k["effectiveness"] == pytest.approx(expected)
         assert (await c.get(f"{base}/kpi/products/nothing", params=window)).status_code == 404
+
+
+async def test_trace_endpoint_walks_the_genealogy(api: tuple[str, Repository]) -> None:
+    from mes.derive import Increment
+    from mes.lots import LotMaker
+    from shopfloor.config.mes import LotRuleConfig
+
+    base, repo = api
+    rules = [
+        LotRuleConfig(asset=A, kind="coil", counter="coils"),
+        LotRuleConfig(asset=B, kind="strip", counter="coils", inputs=[A], pieces=2),
+    ]
+    incs = [Increment(A, "coils", T0, 0, 0), Increment(B, "coils", T0, 0, 0)]
+    incs += [Increment(A, "coils", T0 + 10 * NS, 1, 1), Increment(B, "coils", T0 + 20 * NS, 1, 1)]
+    with repo.engine.begin() as conn:
+        LotMaker(MesConfig(lots=rules)).apply(conn, incs)
+    async with httpx.AsyncClient(timeout=10) as c:
+        fwd = (await c.get(f"{base}/lots/stand-1-1/trace", params={"direction": "forward"})).json()
+        back = (await c.get(f"{base}/lots/stand-2-1.2/trace")).json()
+        assert (await c.get(f"{base}/lots/nope/trace")).status_code == 404
+        assert (
+            await c.get(f"{base}/lots/stand-1-1/trace", params={"direction": "sideways"})
+        ).status_code == 422
+    assert sorted(fwd["finished"]) == ["stand-2-1.1", "stand-2-1.2"]
+    assert {n["id"] for n in back["nodes"]} == {"stand-2-1.2", "stand-1-1"}
