@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from mes import tables as t
 from mes.derive import Increment
+from mes.records import upsert
 from shopfloor.config.mes import LotRuleConfig, MesConfig
 
 NS = 1_000_000_000
@@ -28,11 +28,6 @@ Key = tuple[str, str]  # (asset, signal)
 
 class LotNotFound(LookupError):
     """No lot with that id."""
-
-
-def _insert(conn: Connection, table: Table) -> Any:
-    """The dialect's INSERT (with on_conflict_*); like mes.repository._upsert, without importing it."""
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def _reject_signal(rule: LotRuleConfig, rejects: Mapping[str, str]) -> str | None:
@@ -225,7 +220,7 @@ class LotMaker:
                 inherit = bool(parents) and r.quantity_unit != COUNT_UNIT and units == {r.quantity_unit}
                 quantity = sum(p["quantity"] for p in parents) / r.pieces if inherit else 1.0
             conn.execute(
-                _insert(conn, t.lots).on_conflict_do_nothing(index_elements=["id"]),
+                upsert(conn, t.lots).on_conflict_do_nothing(index_elements=["id"]),
                 [
                     {
                         "id": lot_id,
@@ -255,7 +250,7 @@ class LotMaker:
             ]
             if links:
                 conn.execute(
-                    _insert(conn, t.lot_links).on_conflict_do_nothing(index_elements=["parent", "child"]),
+                    upsert(conn, t.lot_links).on_conflict_do_nothing(index_elements=["parent", "child"]),
                     links,
                 )
                 stats.links += len(links)
@@ -386,7 +381,7 @@ class LotMaker:
             .order_by(lt.end_ns, func.length(lt.id), lt.id)
             .limit(1)
         ).first()
-        stmt = _insert(conn, t.quality_results).on_conflict_do_nothing(
+        stmt = upsert(conn, t.quality_results).on_conflict_do_nothing(
             index_elements=["asset", "characteristic", "ts_ns"]
         )
         inserted = conn.execute(

@@ -1,4 +1,5 @@
-"""The MES repository: every read and write of the MES database, on SQLite and PostgreSQL alike.
+"""The MES repository: every read and write of the MES database, on SQLite and PostgreSQL alike (orders in
+mes.orders, stops in mes.stops, shared errors and the audit trail in mes.records).
 
 Derived facts are applied with their cursors in one transaction (exactly once); people's changes to
 orders and stops are guarded, and each one is audited with who, when, before and after.
@@ -7,25 +8,23 @@ orders and stops are guarded, and each one is audited with who, when, before and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Table, and_, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from mes import tables as t
 from mes.derive import COUNT_FIELDS, Changes, OpenInterval
 from mes.losses import UNASSIGNED, Loss, StateCategory, loss_of
 from mes.lots import LotMaker
-from mes.order_spec import TRANSITIONS, OrderPerformance, OrderSpec, OrderStatus
+from mes.order_spec import OrderStatus
+from mes.orders import OrderBook
+from mes.records import MES_ACTOR, NS, Conflict, NotFound, Page, fetch_page, upsert
+from mes.stops import StopLog
 from shopfloor.config.mes import LossName, MesConfig
-from shopfloor.model import now_ns
 
-NS = 1_000_000_000
-MES_ACTOR = "mes"  # derived changes are audited under this name
+__all__ = ["Conflict", "NotFound", "Page", "Repository"]
 
 _LOSS = {
     LossName.breakdown: Loss.BREAKDOWN,
@@ -36,27 +35,9 @@ _LOSS = {
 }
 
 
-class NotFound(LookupError):
-    """No such order, interval or lot."""
+class Repository(OrderBook, StopLog):
+    """The MES database: plant sync and derivation here; orders (mes.orders) and stops (mes.stops) mixed in."""
 
-
-class Conflict(ValueError):
-    """The change is not allowed now (an illegal transition, a duplicate id, a stale version)."""
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[dict[str, Any]]
-    total: int
-    limit: int
-    offset: int
-
-
-def _upsert(conn: Connection, table: Table) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-class Repository:
     def __init__(self, engine: Engine, cfg: MesConfig, lot_maker: LotMaker | None = None) -> None:
         self.engine = engine
         self.cfg = cfg
@@ -100,7 +81,7 @@ class Repository:
             }
         with self.engine.begin() as conn:
             if rows:
-                stmt = _upsert(conn, t.equipment)
+                stmt = upsert(conn, t.equipment)
                 conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["path"],
@@ -112,7 +93,7 @@ class Repository:
                     list(rows.values()),
                 )
             for p in self.cfg.products:
-                stmt = _upsert(conn, t.products)
+                stmt = upsert(conn, t.products)
                 row = {"id": p.id, "name": p.name, "name_zh": p.name_zh, "alloy": p.alloy}
                 conn.execute(
                     stmt.on_conflict_do_update(
@@ -122,7 +103,7 @@ class Repository:
                     row,
                 )
                 for path, s in p.ideal_cycle_s.items():
-                    stmt = _upsert(conn, t.product_ideals)
+                    stmt = upsert(conn, t.product_ideals)
                     conn.execute(
                         stmt.on_conflict_do_update(
                             index_elements=["product", "asset"],
@@ -190,7 +171,7 @@ class Repository:
                 .values(end_ns=c.at_ns)
             )
             order = running.get(c.asset)
-            stmt = _upsert(conn, si).on_conflict_do_nothing(index_elements=["asset", "start_ns"])
+            stmt = upsert(conn, si).on_conflict_do_nothing(index_elements=["asset", "start_ns"])
             conn.execute(
                 stmt,
                 {
@@ -223,14 +204,14 @@ class Repository:
         stmt = self._stmts.get(key)
         if stmt is None:
             if name == "cursors":
-                ins = _upsert(conn, t.cursors)
+                ins = upsert(conn, t.cursors)
                 stmt = ins.on_conflict_do_update(
                     index_elements=["asset", "signal"],
                     set_={"ts_ns": ins.excluded.ts_ns, "value": ins.excluded.value},
                 )
             else:
                 cb = t.count_buckets
-                ins = _upsert(conn, cb)
+                ins = upsert(conn, cb)
                 stmt = ins.on_conflict_do_update(
                     index_elements=["asset", "bucket_ns"],
                     set_={
@@ -278,355 +259,6 @@ class Repository:
                         order = None
         if rows:
             conn.execute(self._stmt(conn, "buckets"), rows)
-
-    def _good_of(self, conn: Connection, order_id: str) -> float:
-        cb = t.count_buckets
-        return float(
-            conn.scalar(select(func.coalesce(func.sum(cb.c.good), 0.0)).where(cb.c.order_id == order_id))
-            or 0.0
-        )
-
-    def _open_orders(self, conn: Connection) -> tuple[dict[str, dict[str, Any]], set[str]]:
-        """The running order of each asset, and the assets with a released order waiting (one query)."""
-        wo = t.work_orders
-        rows = conn.execute(
-            select(wo).where(wo.c.status.in_([OrderStatus.RUNNING.value, OrderStatus.RELEASED.value]))
-        ).all()
-        running = {r.asset: dict(r._mapping) for r in rows if r.status == OrderStatus.RUNNING.value}
-        return running, {r.asset for r in rows if r.status == OrderStatus.RELEASED.value}
-
-    def _auto_start(self, conn: Connection, asset: str, at_ns: int) -> dict[str, Any] | None:
-        """Production began on an asset with no running order: start its next released order."""
-        wo = t.work_orders
-        nxt = conn.execute(
-            select(wo)
-            .where(and_(wo.c.asset == asset, wo.c.status == OrderStatus.RELEASED.value))
-            .order_by(
-                wo.c.priority.desc(),
-                wo.c.planned_start_ns.is_(None),
-                wo.c.planned_start_ns,
-                wo.c.created_ns,
-                wo.c.id,
-            )
-            .limit(1)
-        ).first()
-        if nxt is None:
-            return None
-        last_end = conn.scalar(select(func.max(wo.c.actual_end_ns)).where(wo.c.asset == asset))
-        if last_end is not None:
-            at_ns = max(at_ns, int(last_end))  # the bucket still filling belongs to the order that ended
-        row = dict(nxt._mapping)
-        if not self._transition(conn, row, OrderStatus.RUNNING, MES_ACTOR, at_ns):
-            return None
-        row.update(status=OrderStatus.RUNNING.value, actual_start_ns=at_ns, version=row["version"] + 1)
-        return row
-
-    # -- orders --------------------------------------------------------------------------------
-    def create_order(
-        self, spec: OrderSpec, actor: str, status: OrderStatus = OrderStatus.PLANNED
-    ) -> dict[str, Any]:
-        return self.create_orders([spec], actor, status)[0]
-
-    def create_orders(
-        self, specs: Sequence[OrderSpec], actor: str, status: OrderStatus = OrderStatus.PLANNED
-    ) -> list[dict[str, Any]]:
-        """Create orders all together or not at all (an id that exists already refuses the whole set)."""
-        if status not in (OrderStatus.PLANNED, OrderStatus.RELEASED):
-            raise Conflict("new orders are planned or released")
-        known = self.known_assets()
-        for s in specs:
-            if s.asset not in known:
-                raise NotFound(f"unknown asset {s.asset}")
-        now = now_ns()
-        rows = [
-            {
-                "id": s.id,
-                "product": s.product,
-                "asset": s.asset,
-                "quantity": s.quantity,
-                "unit": s.unit,
-                "status": status.value,
-                "priority": s.priority,
-                "description": s.description,
-                "planned_start_ns": _ns(s.planned_start),
-                "planned_end_ns": _ns(s.planned_end),
-                "actual_start_ns": None,
-                "actual_end_ns": None,
-                "created_ns": now,
-                "version": 1,
-            }
-            for s in specs
-        ]
-        ids = [r["id"] for r in rows]
-        if len(set(ids)) != len(ids):
-            raise Conflict("the same order id is given twice")
-        with self.engine.begin() as conn:
-            taken = set(conn.scalars(select(t.work_orders.c.id).where(t.work_orders.c.id.in_(ids))))
-            if taken:
-                raise Conflict(f"order id(s) already exist: {', '.join(sorted(taken))}")
-            if rows:
-                try:
-                    conn.execute(insert(t.work_orders), rows)
-                except IntegrityError as exc:  # created by someone else since the check above
-                    raise Conflict(f"order id(s) already exist: {', '.join(ids)}") from exc
-                self._audit(
-                    conn, actor, "order", None, "create", None, None, many=[(r["id"], r) for r in rows]
-                )
-        return rows
-
-    def order(self, order_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t.work_orders).where(t.work_orders.c.id == order_id)).first()
-        if row is None:
-            raise NotFound(f"no order {order_id}")
-        return dict(row._mapping)
-
-    def orders(
-        self, status: str | None = None, asset: str | None = None, limit: int = 100, offset: int = 0
-    ) -> Page:
-        wo = t.work_orders
-        cond = []
-        if status:
-            cond.append(wo.c.status == status)
-        if asset:
-            cond.append(or_(wo.c.asset == asset, wo.c.asset.startswith(asset.rstrip("/") + "/")))
-        with self.engine.connect() as conn:
-            total = conn.scalar(select(func.count()).select_from(wo).where(*cond)) or 0
-            rows = conn.execute(
-                select(wo).where(*cond).order_by(wo.c.created_ns, wo.c.id).limit(limit).offset(offset)
-            )
-            return Page([dict(r._mapping) for r in rows], int(total), limit, offset)
-
-    def orders_of_product(self, product: str) -> list[dict[str, Any]]:
-        wo = t.work_orders
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(wo).where(wo.c.product == product).order_by(wo.c.created_ns, wo.c.id))
-            return [dict(r._mapping) for r in rows]
-
-    def transition(
-        self, order_id: str, to: OrderStatus, actor: str, at_ns: int | None = None
-    ) -> dict[str, Any]:
-        with self.engine.begin() as conn:
-            row = conn.execute(select(t.work_orders).where(t.work_orders.c.id == order_id)).first()
-            if row is None:
-                raise NotFound(f"no order {order_id}")
-            cur = dict(row._mapping)
-            if to is OrderStatus.RUNNING:
-                other = conn.scalar(
-                    select(t.work_orders.c.id).where(
-                        and_(
-                            t.work_orders.c.asset == cur["asset"],
-                            t.work_orders.c.status == OrderStatus.RUNNING.value,
-                            t.work_orders.c.id != order_id,
-                        )
-                    )
-                )
-                if other:
-                    raise Conflict(f"order {other} is already running on {cur['asset']}; complete it first")
-            if not self._transition(conn, cur, to, actor, at_ns if at_ns is not None else now_ns()):
-                raise Conflict(f"order {order_id} changed meanwhile; read it again")
-        return self.order(order_id)
-
-    def _transition(
-        self, conn: Connection, cur: dict[str, Any], to: OrderStatus, actor: str, at_ns: int
-    ) -> bool:
-        frm = OrderStatus(cur["status"])
-        if to not in TRANSITIONS[frm]:
-            allowed = ", ".join(sorted(s.value for s in TRANSITIONS[frm])) or "none (final)"
-            raise Conflict(f"order {cur['id']} is {frm.value}: cannot become {to.value} (allowed: {allowed})")
-        values: dict[str, Any] = {"status": to.value, "version": cur["version"] + 1}
-        if to is OrderStatus.RUNNING:
-            values["actual_start_ns"] = at_ns
-        if to in (OrderStatus.COMPLETED, OrderStatus.CANCELLED) and cur.get("actual_start_ns") is not None:
-            values["actual_end_ns"] = at_ns
-        wo = t.work_orders
-        res = conn.execute(
-            update(wo).where(and_(wo.c.id == cur["id"], wo.c.version == cur["version"])).values(**values)
-        )
-        if res.rowcount != 1:
-            return False
-        self._audit(
-            conn,
-            actor,
-            "order",
-            cur["id"],
-            to.value,
-            {k: cur[k] for k in ("status", "actual_start_ns", "actual_end_ns")},
-            {k: values.get(k, cur[k]) for k in ("status", "actual_start_ns", "actual_end_ns")},
-        )
-        return True
-
-    EDITABLE = ("quantity", "priority", "description", "planned_start_ns", "planned_end_ns", "product")
-
-    def edit_order(
-        self, order_id: str, changes: dict[str, Any], actor: str, version: int | None = None
-    ) -> dict[str, Any]:
-        bad = set(changes) - set(self.EDITABLE)
-        if bad:
-            raise Conflict(f"cannot edit {', '.join(sorted(bad))} (editable: {', '.join(self.EDITABLE)})")
-        with self.engine.begin() as conn:
-            row = conn.execute(select(t.work_orders).where(t.work_orders.c.id == order_id)).first()
-            if row is None:
-                raise NotFound(f"no order {order_id}")
-            cur = dict(row._mapping)
-            if version is not None and version != cur["version"]:
-                raise Conflict(
-                    f"order {order_id} is at version {cur['version']}, not {version}; read it again"
-                )
-            if (
-                cur["status"] in (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value)
-                and "quantity" in changes
-            ):
-                raise Conflict(f"order {order_id} is {cur['status']}: its quantity is final")
-            if "product" in changes and cur["status"] != OrderStatus.PLANNED.value:
-                raise Conflict("the product of an order can change only while it is planned")
-            wo = t.work_orders
-            res = conn.execute(
-                update(wo)
-                .where(and_(wo.c.id == order_id, wo.c.version == cur["version"]))
-                .values(**changes, version=cur["version"] + 1)
-            )
-            if res.rowcount != 1:
-                raise Conflict(f"order {order_id} changed meanwhile; read it again")
-            self._audit(conn, actor, "order", order_id, "edit", {k: cur[k] for k in changes}, dict(changes))
-        return self.order(order_id)
-
-    def performance(self, ids: Iterable[str] | None = None) -> list[OrderPerformance]:
-        wo, cb = t.work_orders, t.count_buckets
-        with self.engine.connect() as conn:
-            q = select(wo)
-            if ids is not None:
-                q = q.where(wo.c.id.in_(list(ids)))
-            orders = [dict(r._mapping) for r in conn.execute(q.order_by(wo.c.created_ns, wo.c.id))]
-            sums = {
-                r.order_id: r
-                for r in conn.execute(
-                    select(
-                        cb.c.order_id,
-                        *[func.sum(getattr(cb.c, f)).label(f) for f in COUNT_FIELDS],
-                    )
-                    .where(cb.c.order_id.in_([o["id"] for o in orders]))
-                    .group_by(cb.c.order_id)
-                )
-            }
-        out = []
-        for o in orders:
-            s = sums.get(o["id"])
-            out.append(
-                OrderPerformance(
-                    id=o["id"],
-                    product=o["product"],
-                    asset=o["asset"],
-                    status=OrderStatus(o["status"]),
-                    quantity=o["quantity"],
-                    unit=o["unit"],
-                    actual_start=_dt(o["actual_start_ns"]),
-                    actual_end=_dt(o["actual_end_ns"]),
-                    total=float(s.total or 0) if s else 0.0,
-                    good=float(s.good or 0) if s else 0.0,
-                    scrap=float(s.scrap or 0) if s else 0.0,
-                    rework=float(s.rework or 0) if s else 0.0,
-                    energy_kwh=float(s.energy_kwh or 0) if s else 0.0,
-                )
-            )
-        return out
-
-    # -- stops ---------------------------------------------------------------------------------
-    def intervals(
-        self,
-        asset: str | None = None,
-        start_ns: int | None = None,
-        end_ns: int | None = None,
-        stops_only: bool = False,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> Page:
-        si = t.state_intervals
-        cond = []
-        if asset:
-            cond.append(or_(si.c.asset == asset, si.c.asset.startswith(asset.rstrip("/") + "/")))
-        if start_ns is not None:
-            cond.append(or_(si.c.end_ns.is_(None), si.c.end_ns > start_ns))
-        if end_ns is not None:
-            cond.append(si.c.start_ns < end_ns)
-        if stops_only:
-            cond.append(si.c.state != StateCategory.RUNNING.value)
-        with self.engine.connect() as conn:
-            total = conn.scalar(select(func.count()).select_from(si).where(*cond)) or 0
-            rows = conn.execute(
-                select(si).where(*cond).order_by(si.c.start_ns, si.c.asset).limit(limit).offset(offset)
-            )
-            return Page([dict(r._mapping) for r in rows], int(total), limit, offset)
-
-    def interval(self, interval_id: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t.state_intervals).where(t.state_intervals.c.id == interval_id)).first()
-        if row is None:
-            raise NotFound(f"no stop {interval_id}")
-        return dict(row._mapping)
-
-    def assign_reason(self, interval_id: int, reason: str, actor: str) -> dict[str, Any]:
-        if reason not in self.reason_ids and reason != UNASSIGNED:
-            raise Conflict(f"unknown reason {reason!r}")
-        si = t.state_intervals
-        with self.engine.begin() as conn:
-            row = conn.execute(select(si).where(si.c.id == interval_id)).first()
-            if row is None:
-                raise NotFound(f"no stop {interval_id}")
-            if row.state == StateCategory.RUNNING.value:
-                raise Conflict(f"interval {interval_id} is a run, not a stop: it has no reason")
-            conn.execute(update(si).where(si.c.id == interval_id).values(reason=reason, reason_by=actor))
-            self._audit(
-                conn,
-                actor,
-                "stop",
-                str(interval_id),
-                "assign_reason",
-                {"reason": row.reason, "reason_by": row.reason_by},
-                {"reason": reason, "reason_by": actor},
-            )
-        return self.interval(interval_id)
-
-    def split_stop(
-        self, interval_id: int, at_ns: int, actor: str, reason: str | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Split a stop at ``at_ns``; the second part takes ``reason`` (or keeps the first's)."""
-        if reason is not None and reason not in self.reason_ids and reason != UNASSIGNED:
-            raise Conflict(f"unknown reason {reason!r}")
-        si = t.state_intervals
-        with self.engine.begin() as conn:
-            row = conn.execute(select(si).where(si.c.id == interval_id)).first()
-            if row is None:
-                raise NotFound(f"no stop {interval_id}")
-            if row.state == StateCategory.RUNNING.value:
-                raise Conflict(f"interval {interval_id} is a run, not a stop")
-            if not (row.start_ns < at_ns and (row.end_ns is None or at_ns < row.end_ns)):
-                raise Conflict(
-                    f"split time must lie strictly inside the stop ({row.start_ns} .. {row.end_ns})"
-                )
-            conn.execute(update(si).where(si.c.id == interval_id).values(end_ns=at_ns))
-            second = {
-                "asset": row.asset,
-                "start_ns": at_ns,
-                "end_ns": row.end_ns,
-                "state": row.state,
-                "plc_state": row.plc_state,
-                "plc_reason": row.plc_reason,
-                "reason": reason if reason is not None else row.reason,
-                "reason_by": actor,
-                "order_id": row.order_id,
-            }
-            new_id = conn.execute(insert(si).values(**second)).inserted_primary_key[0]  # type: ignore[index]
-            self._audit(
-                conn,
-                actor,
-                "stop",
-                str(interval_id),
-                "split",
-                {"start_ns": row.start_ns, "end_ns": row.end_ns},
-                {"first_end_ns": at_ns, "second_id": new_id, "second_reason": second["reason"]},
-            )
-        return self.interval(interval_id), self.interval(int(new_id))
 
     # -- KPI inputs ----------------------------------------------------------------------------
     def kpi_inputs(
@@ -709,50 +341,10 @@ class Repository:
             ).all()
         return np.array([(r.start_ns, r.end_ns) for r in rows], np.int64).reshape(-1, 2)
 
-    # -- audit ---------------------------------------------------------------------------------
-    def _audit(
-        self,
-        conn: Connection,
-        actor: str,
-        entity: str,
-        entity_id: str | None,
-        action: str,
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
-        many: list[tuple[str, dict[str, Any]]] | None = None,
-    ) -> None:
-        ts = now_ns()
-        rows = (
-            [
-                {
-                    "ts_ns": ts,
-                    "actor": actor,
-                    "entity": entity,
-                    "entity_id": i,
-                    "action": action,
-                    "before": None,
-                    "after": r,
-                }
-                for i, r in many
-            ]
-            if many is not None
-            else [
-                {
-                    "ts_ns": ts,
-                    "actor": actor,
-                    "entity": entity,
-                    "entity_id": entity_id or "",
-                    "action": action,
-                    "before": before,
-                    "after": after,
-                }
-            ]
-        )
-        conn.execute(insert(t.audit), rows)
-
     def audit(
         self, entity: str | None = None, entity_id: str | None = None, limit: int = 100, offset: int = 0
     ) -> Page:
+        """The audit trail, oldest first (of one entity, or one record, if given)."""
         au = t.audit
         cond = []
         if entity:
@@ -760,16 +352,4 @@ class Repository:
         if entity_id:
             cond.append(au.c.entity_id == entity_id)
         with self.engine.connect() as conn:
-            total = conn.scalar(select(func.count()).select_from(au).where(*cond)) or 0
-            rows = conn.execute(select(au).where(*cond).order_by(au.c.id).limit(limit).offset(offset))
-            return Page([dict(r._mapping) for r in rows], int(total), limit, offset)
-
-
-def _ns(v: Any) -> int | None:
-    return None if v is None else int(v.timestamp() * 1_000_000) * 1000
-
-
-def _dt(ns: int | None) -> Any:
-    from datetime import UTC, datetime
-
-    return None if ns is None else datetime.fromtimestamp(ns / NS, UTC)
+            return fetch_page(conn, au, cond, (au.c.id,), limit, offset)
