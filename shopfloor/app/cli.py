@@ -152,6 +152,13 @@ def cmd_mes(args: argparse.Namespace) -> int:
     return mes_cli.cmd_mes(args, _load)
 
 
+# -- analytics -----------------------------------------------------------------------------------
+def cmd_analytics(args: argparse.Namespace) -> int:
+    from shopfloor.app import analytics_cli
+
+    return analytics_cli.cmd_analytics(args)
+
+
 # -- spool and quarantine ------------------------------------------------------------------------
 def cmd_spool_status(args: argparse.Namespace) -> int:
     from historian.quarantine import Quarantine
@@ -327,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     from shopfloor.app import mes_cli
 
     mes_cli.add_arguments(sub, cmd_mes)
+
+    from shopfloor.app import analytics_cli
+
+    analytics_cli.add_arguments(sub, cmd_analytics)
 
     spool = sub.add_parser("spool", help="inspect the historian spool and its quarantine")
     spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)
