@@ -21,6 +21,7 @@ class Episode:
     onset_ns: int | None
     end_ns: int
     failed: bool  # ended in failure (true RUL known) rather than a preventive repair
+    censored: bool = False  # still developing when the data ends (end_ns is the end of the data)
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,11 @@ class SensorInterval:
     end_ns: int
 
 
-def episodes(log: list[LogEvent], asset: str) -> list[Episode]:
-    """Episodes of ``asset``: each renewal closes the open onset of its mode (or stands alone)."""
+def episodes(log: list[LogEvent], asset: str, data_end_ns: int | None = None) -> list[Episode]:
+    """Episodes of ``asset``: each renewal closes the open onset of its mode (or stands alone).
+
+    With ``data_end_ns``, an onset still open when the data ends is a censored episode up to then.
+    """
     out: list[Episode] = []
     open_onset: dict[str, int] = {}
     for e in log:
@@ -43,6 +47,8 @@ def episodes(log: list[LogEvent], asset: str) -> list[Episode]:
             open_onset.setdefault(e.mode, e.ts_ns)
         elif e.event in RENEWALS:
             out.append(Episode(asset, e.mode, open_onset.pop(e.mode, None), e.ts_ns, e.event == "failure"))
+    if data_end_ns is not None:
+        out += [Episode(asset, m, t, max(t, data_end_ns), False, True) for m, t in open_onset.items()]
     return out
 
 

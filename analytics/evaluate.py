@@ -92,8 +92,12 @@ def evaluate(ds: Dataset, scores: Iterable[AssetScores], alerts: dict[str, list[
         ev.asset_months += (t1 - t0) / DAY_NS / MONTH_DAYS
         eq = [a for a in alerts.get(sc.asset, []) if a.kind == "equipment"]
         used: set[int] = set()
-        for ep in episodes(log, sc.asset):
+        for ep in episodes(log, sc.asset, t1):
             if ep.end_ns <= t0:
+                continue
+            if ep.censored:  # still developing at the end: its alerts are not false, it is not scored
+                start = ep.onset_ns if ep.onset_ns is not None else ep.end_ns
+                used.update(i for i, a in enumerate(eq) if a.t_ns > start)
                 continue
             r = ev.modes.setdefault(ep.mode, ModeResult(ep.mode))
             r.episodes += 1

@@ -62,12 +62,12 @@ class Features:
 
 
 def is_counter(v: np.ndarray) -> bool:
-    """A totaliser: finite values that never decrease (resets aside) and do move."""
+    """A totaliser: finite values that do move and never decrease but for rare resets (under 1 % of steps)."""
     f = v[np.isfinite(v)]
     if len(f) < 10:
         return False
     d = np.diff(f)
-    return bool(np.mean(d >= 0) > 0.999 and np.ptp(f) > 0)
+    return bool(np.mean(d >= 0) >= 0.99 and np.ptp(f) > 0)
 
 
 def _windows(v: np.ndarray, w: int) -> np.ndarray:

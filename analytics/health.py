@@ -9,7 +9,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.covariance import LedoitWolf
 
 from analytics.dataset import AssetFrame
@@ -39,8 +38,7 @@ class HealthModel:
     d2_q: float  # 99.5 % quantile of the healthy d^2 (the score is d^2 / d2_q)
     signals: list[str]  # signals the sensor checks watch
     frozen_ref: np.ndarray  # frozen-run length (steps) that makes a stuck sensor: 3x the healthy longest
-    spike_ref: np.ndarray  # the largest healthy distance from the 5-point median
-    spike_ratio_ref: np.ndarray  # the largest healthy ratio of that distance to the window's spread
+    spike_ref: np.ndarray  # the largest single-sample excursion seen in healthy windows
     n_healthy: int
 
     # -- scaling -----------------------------------------------------------------------------------
@@ -80,19 +78,18 @@ class HealthModel:
         for j, s in enumerate(self.signals):
             out["dropout"][s] = stats["gap"][j] >= MIN_GAP_STEPS
             out["stuck"][s] = stats["frozen"][j] >= self.frozen_ref[j]
-            out["spikes"][s] = (stats["spike"][j] > 2.0 * self.spike_ref[j]) & (
-                stats["spike_ratio"][j] > 2.0 * self.spike_ratio_ref[j]
-            )
+            out["spikes"][s] = stats["spike"][j] > 2.0 * self.spike_ref[j]
             z, zs = lvl.get(s), spread.get(s)
             if z is None:
                 out["drift"][s] = np.zeros(len(feats.t_ns), bool)
             else:
                 steady = np.abs(np.nan_to_num(zs)) < 3.0 if zs is not None else True
-                out["drift"][s] = (np.abs(ewma(np.nan_to_num(z), 0.05)) > DRIFT_Z) & steady
+                out["drift"][s] = (np.abs(ewma(np.nan_to_num(z), DRIFT_ALPHA)) > DRIFT_Z) & steady
         return out
 
 
 DRIFT_Z = 6.0
+DRIFT_ALPHA = 0.05  # the level is smoothed over about a day of hourly windows
 MIN_GAP_STEPS = 3  # missing samples in a window (while the others report) that make a dropout
 MIN_FROZEN_STEPS = 10
 
@@ -138,15 +135,15 @@ def longest_run(b: np.ndarray) -> np.ndarray:
     return (c - np.maximum.accumulate(marker)).reshape(n, w).max(axis=1)
 
 
-STATS = ("mean", "spike", "spike_ratio", "valid", "count", "gap", "frozen")
+STATS = ("mean", "spike", "valid", "count", "gap", "frozen")
 
 
 def window_stats(frame: AssetFrame, feats: Features, signals: list[str]) -> dict[str, np.ndarray]:
     """Per-window, sample-level statistics of ``signals`` on the windows of ``feats``.
 
     ``gap``: samples missing while most other signals report; ``frozen``: the longest run of running
-    samples with exactly no change; ``spike``: the largest distance from the 5-point running median,
-    and ``spike_ratio`` that distance over the window's own robust spread of such distances.
+    samples with exactly no change; ``spike``: the largest single-sample excursion that returns (how far
+    a sample stands off both neighbours, less how far the neighbours differ).
     """
     n = len(feats.t_ns)
     k = len(signals)
@@ -176,13 +173,14 @@ def window_stats(frame: AssetFrame, feats: Features, signals: list[str]) -> dict
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res["mean"][j] = np.nanmean(np.where(run, v, np.nan).reshape(n, w), axis=1)
-            med = np.partition(sliding_window_view(np.pad(v, 2, mode="edge"), 5), 2, axis=1)[:, 2]
-            r = np.abs(v - med).reshape(n, w)
-            mx = np.nanmax(r, axis=1)
-            res["spike"][j] = mx
-            q = int(0.9 * (w - 1))
-            spread = np.partition(np.nan_to_num(r), q, axis=1)[:, q]
-            res["spike_ratio"][j] = mx / np.maximum(spread, 1e-9 + 1e-6 * np.nanmedian(np.abs(x), axis=1))
+            # a spike leaves both neighbours in the same direction and comes back: a step does not
+            prev, nxt = np.r_[v[0], v[:-1]], np.r_[v[1:], v[-1]]
+            up, down = v - prev, v - nxt
+            same = np.sign(up) == np.sign(down)
+            back = np.abs(nxt - prev)
+            spike = np.where(same, np.minimum(np.abs(up), np.abs(down)) - back, 0.0)
+            res["spike"][j] = np.nanmax(np.nan_to_num(spike, nan=0.0).reshape(n, w), axis=1)
+            del x
         res["valid"][j] = fin.reshape(n, w).mean(axis=1)
         res["count"][j] = fin.reshape(n, w).sum(axis=1)
         res["gap"][j] = (~fin & others).reshape(n, w).sum(axis=1)
@@ -229,7 +227,7 @@ def fit(frame: AssetFrame, feats: Features, healthy: np.ndarray) -> HealthModel:
             m = np.nanmax(np.where(hs, stats[key], np.nan), axis=1)
         return np.where(np.isfinite(m) & (m > 0), m, np.inf)
 
-    spike_ref, spike_ratio_ref = healthy_max("spike"), healthy_max("spike_ratio")
+    spike_ref = healthy_max("spike")
     frozen = np.nanmax(np.where(hs, stats["frozen"], np.nan), axis=1)
     frozen_ref = np.maximum(MIN_FROZEN_STEPS, 3 * np.nan_to_num(frozen))
     return HealthModel(
@@ -244,6 +242,5 @@ def fit(frame: AssetFrame, feats: Features, healthy: np.ndarray) -> HealthModel:
         signals,
         frozen_ref,
         spike_ref,
-        spike_ratio_ref,
         int(h.sum()),
     )

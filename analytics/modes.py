@@ -16,6 +16,7 @@ ALPHA = 0.25  # smoothing of the mode index per window (about four windows)
 DEGRADED_FROM = 0.5  # progress above which an episode's windows define the mode's direction
 MIN_SHIFT = 1.0  # median shift (in healthy robust sigmas) a feature needs in degradation to be used
 K_NEIGHBOURS = 25
+FLOOR_Q = 0.99  # share of training healthy windows whose smoothed index lies below the floor
 
 
 @dataclass
@@ -145,7 +146,7 @@ def learn_mode(mode: str, assets: list[TrainingAsset], names: list[str]) -> Mode
         ref_y.append(np.zeros(len(ref_X[-1])))
         eps += int(np.any(in_mode))
         fails += int(np.any(lab))
-    floor = float(np.quantile(np.concatenate(floors), 0.995)) if floors else 0.0
+    floor = float(np.quantile(np.concatenate(floors), FLOOR_Q)) if floors else 0.0
     return ModeModel(mode, names, w, denom, floor, cols, np.vstack(ref_X), np.concatenate(ref_y), eps, fails)
 
 

@@ -20,6 +20,7 @@ from analytics.episodes import episodes, repairs_after_failure, sensor_intervals
 from analytics.features import Features, FeatureSpec, compute
 from analytics.health import HealthModel, NotEnoughData
 
+SETTLE_WINDOWS = 12
 HEALTHY_DAYS = 5.0  # an asset never seen is assumed healthy for its first days of data
 ANOMALY_FAIL = 100.0  # an anomaly score this many times the healthy 99.5 % level counts as health 0
 OTHERS_HEALTHY = 0.25  # failure-mode index of the other signals below which the asset looks healthy
@@ -87,10 +88,11 @@ def labels(
     log = ds.events(frame.asset)
     end = int(frame.ts_ns[-1]) if len(frame.ts_ns) else 0
     fixed = repairs_after_failure(log, frame.asset)
-    for ep in episodes(log, frame.asset):
+    for ep in episodes(log, frame.asset, end):
         start = ep.onset_ns if ep.onset_ns is not None else ep.end_ns - 3 * 86400 * NS
         back_up = fixed.get(ep.end_ns, ep.end_ns) if ep.failed else ep.end_ns
-        inside = (t - win < back_up) & (t > start)
+        # the smoothed scores need a few windows to settle after the repair: not 'healthy' yet
+        inside = (t - win < back_up + SETTLE_WINDOWS * win) & (t > start)
         healthy &= ~inside
         sel = np.flatnonzero((t > start) & (t <= ep.end_ns))
         for i in sel:
@@ -102,7 +104,7 @@ def labels(
         if ep.failed and ep.onset_ns is not None:
             progress[sel] = frac
             late[sel] = frac >= mmod.DEGRADED_FROM
-        else:
+        elif not ep.censored:
             late[sel] = frac >= 0.7
     for si in sensor_intervals(log, frame.asset, end):
         healthy &= ~((t > si.start_ns) & (t - win < si.end_ns))
@@ -239,15 +241,37 @@ def final_sensor_flags(
     if km is None or not km.modes:
         return flags
     hard = {s: m for k in ("dropout", "stuck") for s, m in flags[k].items()}
-    full = _index(hm, km, hm.mask(z, hard))
+    lvl = hmod.level_z(hm, feats)
     for kind in ("spikes", "drift"):
         for sig, m in flags[kind].items():
             if not m.any():
                 continue
             others = _index(hm, km, hm.mask(z, {**hard, sig: np.ones(len(z), bool)}))
-            # the rest of the asset looks healthy, and the signal is what makes it look otherwise
-            flags[kind][sig] = m & (others < OTHERS_HEALTHY) & ((full - others) >= 0)
+            # the rest of the asset looks healthy ...
+            keep = m & (others < OTHERS_HEALTHY)
+            if kind == "drift" and sig in lvl:
+                # ... and the level does not move the way a failure mode moves it: that is evidence of the
+                # mode (early degradation often shows in one signal first), not of the instrument
+                level = hmod.ewma(np.nan_to_num(lvl[sig]), hmod.DRIFT_ALPHA)
+                along = np.sign(level) == _signature_sign(hm, km, sig)
+                keep &= ~along
+            elif kind == "spikes" and _signature_sign(hm, km, sig) != 0:
+                # impulsive outliers on a signal a failure mode moves are its evidence while it shows
+                keep &= _index(hm, km, hm.mask(z, hard)) < OTHERS_HEALTHY
+            flags[kind][sig] = keep
     return flags
+
+
+def _signature_sign(hm: HealthModel, km: mmod.KindModel, sig: str) -> float:
+    """+1/-1 if a failure mode of the kind moves ``sig``'s level up/down, 0 if none uses it."""
+    name = f"{sig}:mean"
+    for mm in km.modes.values():
+        if name in mm.names:
+            hit = np.flatnonzero(mm.cols == mm.names.index(name))
+            late = mm.ref_y >= mmod.DEGRADED_FROM
+            if len(hit) and late.any():
+                return float(np.sign(np.median(mm.ref_X[late, hit[0]])))
+    return 0.0
 
 
 def _index(hm: HealthModel, km: mmod.KindModel, zm: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from analytics.pdm import Models
 from analytics.rul import RulCalibration
 
 FORMAT = 1
-_HEALTH_ARRAYS = ("centre", "scale", "precision", "frozen_ref", "spike_ref", "spike_ratio_ref")
+_HEALTH_ARRAYS = ("centre", "scale", "precision", "frozen_ref", "spike_ref")
 _MODE_ARRAYS = ("w", "cols", "ref_X", "ref_y")
 
 
