@@ -1,5 +1,5 @@
 """The MES HTTP API (FastAPI, OpenAPI at /api/v1/openapi.json): orders, imports and B2MML export, stops
-and reasons, KPIs, lots and trace, audit; served by uvicorn as a service on the runner.
+and reasons, KPIs, lots and trace, maintenance requests, audit; served by uvicorn as a runner service.
 
 Every write needs a bearer token (tokens from an env var or a file, kept only as SHA-256 hashes).
 """
@@ -14,7 +14,7 @@ import logging
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import uvicorn
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from mes import calendar, kpi
+from mes.maintenance import MaintenanceRequest
 from mes.order_spec import OrderSpec, OrderStatus
 from mes.repository import Conflict, NotFound, Repository
 from shopfloor.config.mes import ApiConfig
@@ -135,6 +136,38 @@ class StopSplit(BaseModel):
     model_config = ConfigDict(extra="forbid")
     at: datetime
     reason: str | None = Field(None, min_length=1, max_length=64)
+
+
+RequestStatus = Literal["open", "acknowledged", "closed"]  # mes.maintenance.STATUSES
+Hours = Annotated[float, Field(allow_inf_nan=False, description="null: no estimate")]
+
+
+class MaintenanceOpen(BaseModel):
+    """A maintenance request as the analytics open it; ``key`` makes it idempotent (one per alert episode)."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(
+        min_length=1,
+        max_length=255,
+        examples=["pdm:equipment:acme/line-1/pump-3:bearing:1800000000000000000"],
+    )
+    asset: str = Field(min_length=1, max_length=255)
+    kind: Literal["equipment", "sensor_fault"]
+    subject: str = Field(
+        min_length=1, max_length=128, description="the failure mode, or the signal of a sensor fault"
+    )
+    opened_ns: int = Field(ge=0, description="when the alert was raised (source time, UTC ns)")
+    rul_hours: Hours | None = None
+    rul_low_hours: Hours | None = None
+    rul_high_hours: Hours | None = None
+    score: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    evidence: list[Annotated[str, Field(max_length=255)]] = Field(default_factory=list, max_length=100)
+    detail: str = Field("", max_length=4000)
+
+
+class RequestNote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field("", max_length=4000)
 
 
 def _ns(dt: datetime) -> int:
@@ -390,6 +423,50 @@ def create_app(
         except LookupError as exc:
             raise HTTPException(404, f"no lot {lot_id}") from exc
         return tr.as_dict()
+
+    @app.get(f"{PREFIX}/maintenance/requests")
+    async def list_requests(
+        status: RequestStatus | None = None,
+        asset: str | None = None,
+        limit: Limit = 100,
+        cursor: Annotated[int | None, Query(ge=1, description="next_cursor of the previous page")] = None,
+    ) -> dict[str, Any]:
+        """Maintenance requests, newest first; ``asset`` may be a line. Page on with ``next_cursor``."""
+        p = await run(repo.requests, status, asset, limit, cursor)
+        more = p.total > len(p.items)
+        return {
+            "items": p.items,
+            "total": p.total,
+            "limit": p.limit,
+            "next_cursor": p.items[-1]["id"] if more and p.items else None,
+        }
+
+    @app.post(f"{PREFIX}/maintenance/requests", status_code=201)
+    async def open_request(
+        body: MaintenanceOpen, response: Response, who: str = need_token
+    ) -> dict[str, Any]:
+        """Open a request (201), or return the one already opened with this key (200)."""
+        req = MaintenanceRequest(**{**body.model_dump(), "evidence": tuple(body.evidence)})
+        rid, created = await run(repo.open_request, req, who)
+        if not created:
+            response.status_code = 200
+        return await run(repo.request, rid)
+
+    @app.get(f"{PREFIX}/maintenance/requests/{{request_id}}")
+    async def get_request(request_id: int) -> dict[str, Any]:
+        return await run(repo.request, request_id)
+
+    @app.post(f"{PREFIX}/maintenance/requests/{{request_id}}/acknowledge")
+    async def acknowledge_request(
+        request_id: int, body: RequestNote | None = None, who: str = need_token
+    ) -> dict[str, Any]:
+        return await run(repo.acknowledge_request, request_id, who, body.note if body else "")
+
+    @app.post(f"{PREFIX}/maintenance/requests/{{request_id}}/close")
+    async def close_request(
+        request_id: int, body: RequestNote | None = None, who: str = need_token
+    ) -> dict[str, Any]:
+        return await run(repo.close_request, request_id, who, body.note if body else "")
 
     @app.get(f"{PREFIX}/audit")
     async def audit(

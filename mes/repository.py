@@ -18,6 +18,7 @@ from mes import tables as t
 from mes.derive import COUNT_FIELDS, Changes, OpenInterval
 from mes.losses import UNASSIGNED, Loss, StateCategory, loss_of
 from mes.lots import LotMaker
+from mes.maintenance import MaintenanceBook
 from mes.order_spec import OrderStatus
 from mes.orders import OrderBook
 from mes.records import MES_ACTOR, NS, Conflict, NotFound, Page, fetch_page, upsert
@@ -35,7 +36,7 @@ _LOSS = {
 }
 
 
-class Repository(OrderBook, StopLog):
+class Repository(OrderBook, StopLog, MaintenanceBook):
     """The MES database: plant sync and derivation here; orders (mes.orders) and stops (mes.stops) mixed in."""
 
     def __init__(self, engine: Engine, cfg: MesConfig, lot_maker: LotMaker | None = None) -> None:

@@ -1,5 +1,5 @@
 """The MES database schema as SQLAlchemy Core tables: equipment, products, orders, intervals, counts,
-lots and genealogy, quality results, audit and the derivation cursors.
+lots and genealogy, quality results, maintenance requests, audit and the derivation cursors.
 
 Every derived row has a natural key, so deriving the same history twice writes the same rows once.
 Times are UTC nanoseconds in BIGINT columns, like the rest of Shopfloor.
@@ -185,6 +185,30 @@ quality_results = Table(
     Column("source", String(64), nullable=False, default="derived"),
     UniqueConstraint("asset", "characteristic", "ts_ns"),
     Index("ix_quality_results_lot", "lot_id"),
+)
+
+maintenance_requests = Table(
+    "maintenance_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False),  # the opener's idempotency key: one row per alert episode
+    Column("asset", String(PATH), nullable=False),
+    Column("kind", String(32), nullable=False),  # equipment | sensor_fault (mes.maintenance.KINDS)
+    Column("subject", String(128), nullable=False),  # the failure mode, or the signal of a sensor fault
+    Column("opened_ns", BigInteger, nullable=False),  # when the alert was raised (source time)
+    Column("rul_hours", Float, nullable=True),  # NULL: no estimate
+    Column("rul_low_hours", Float, nullable=True),
+    Column("rul_high_hours", Float, nullable=True),
+    Column("score", Float, nullable=True),
+    Column("evidence", JSON, nullable=False, default=list),  # signal names, strongest first
+    Column("detail", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="open"),  # open | acknowledged | closed
+    Column("updated_ns", BigInteger, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    UniqueConstraint("key"),
+    CheckConstraint("status IN ('open', 'acknowledged', 'closed')", name="status_known"),
+    Index("ix_maintenance_requests_status_asset", "status", "asset"),
 )
 
 audit = Table(

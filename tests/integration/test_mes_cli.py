@@ -21,8 +21,8 @@ def shopfloor(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_mes_commands(tmp_path: Path) -> None:
     cfg = str(ROOT / "examples/qijiang-plant.yaml")  # its MES database is var/mes/mes.db under cwd
     out = shopfloor(tmp_path, "mes", "migrate", "--config", cfg)
-    assert out.returncode == 0 and "schema empty -> 0001" in out.stdout, out.stderr
-    assert "schema 0001 -> 0001" in shopfloor(tmp_path, "mes", "migrate", "--config", cfg).stdout
+    assert out.returncode == 0 and "schema empty -> 0002" in out.stdout, out.stderr
+    assert "schema 0002 -> 0002" in shopfloor(tmp_path, "mes", "migrate", "--config", cfg).stdout
 
     bad = tmp_path / "bad.xml"
     bad.write_text(
