@@ -412,9 +412,8 @@ def mes_opener(cfg: PlantConfig) -> Callable[[dict], Any] | None:
     """The MES repository's ``open_request`` for this plant (None when the plant has no MES)."""
     if cfg.mes is None or not cfg.mes.assets:
         return None
-    from mes.maintenance import MaintenanceRequest
-
     from mes.db import open_engine
+    from mes.maintenance import MaintenanceRequest
     from mes.repository import Repository
 
     repo = Repository(open_engine(cfg.mes), cfg.mes)

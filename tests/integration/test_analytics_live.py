@@ -114,7 +114,7 @@ async def test_live_scoring_flags_the_bearing_before_it_fails_and_opens_one_requ
     assert onset_ns < first < end_ns, "the alert must come after the onset and before the failure"
     assert raised[0].data["subject"] == "spindle_bearing"
     repo = Repository(open_engine(cfg.mes), cfg.mes)
-    reqs = repo.requests(None, path, 100, None).rows
+    reqs = repo.requests(None, path, 100, None).items
     assert len([r for r in reqs if r["kind"] == "equipment"]) == len(raised)
     # a second cycle over the same history and a restarted service write nothing new, open nothing twice
     n_batches = len(got.batches)
@@ -123,7 +123,7 @@ async def test_live_scoring_flags_the_bearing_before_it_fails_and_opens_one_requ
     again = AnalyticsService(cfg, store.load(models), hist, publish, lambda ev: None, opener, opts)
     await again.cycle()
     assert len(got.batches) == n_batches
-    assert len(repo.requests(None, path, 100, None).rows) == len(reqs)
+    assert len(repo.requests(None, path, 100, None).items) == len(reqs)
     await hist.close()
 
 
