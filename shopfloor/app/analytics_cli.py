@@ -149,10 +149,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         train_assets = args.train.split(",") if args.train else default_training_assets(ds)
         models, skipped = _train(ds, train_assets, spec, {"source": str(args.data)})
         test = ds
-        score_assets = list(ds.assets)
+        score_assets = [a for a in ds.assets if a not in set(train_assets)]
+        if not score_assets:
+            raise SystemExit(
+                "analytics evaluate: every asset was used for training, none is left to score; "
+                "name the training assets with --train"
+            )
         header = [
-            f"Data: `{args.data}`; trained on {', '.join(train_assets) or 'nothing'} (each asset's own healthy "
-            "period for its health model); every asset scored blind from the start of its data.",
+            f"Data: `{args.data}`; trained on {', '.join(train_assets) or 'nothing'}; scored blind (its own "
+            f"first {args.healthy_days:g} days as its healthy period): {', '.join(score_assets)}.",
         ]
     else:
         train_seeds = [int(s) for s in args.train_seeds.split(",")]

@@ -238,6 +238,7 @@ class AnalyticsService:
     async def _score_asset(self, plan: AssetPlan) -> None:
         ext = await self._extent(plan)
         if ext is None:
+            self.learning[plan.asset] = "no data yet"
             return
         first, newest = ext
         hm = await self._health(plan, first, newest)

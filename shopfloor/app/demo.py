@@ -175,6 +175,41 @@ class ModelFeed:
         return f"model feed: {self.published} samples"
 
 
+DEMO_MODELS = Path("var/analytics/models.npz")
+
+
+def analytics_services(cfg: PlantConfig, bus: Bus, models_path: Path = DEMO_MODELS) -> list[Service]:
+    """The live analytics when trained models exist (``shopfloor analytics train`` makes them)."""
+    if not models_path.exists():
+        print(
+            f"Analytics: no models at {models_path}; `shopfloor analytics train` makes them (a few minutes)"
+        )
+        return []
+    from analytics import store as model_store
+    from historian.factory import open_reader
+    from shopfloor.app.analytics_live import AnalyticsService, LiveOptions, mes_opener
+
+    try:
+        models = model_store.load(models_path)
+    except model_store.IncompatibleModel as exc:
+        print(f"Analytics: not started: {exc}")
+        return []
+    svc = AnalyticsService(
+        cfg,
+        models,
+        open_reader(cfg.historian),
+        bus.publish,
+        bus.publish_events,
+        mes_opener(cfg),
+        LiveOptions(),
+    )
+    print(
+        f"Analytics: scoring {len(svc.plans)} assets every {svc.opt.every_s:g} s (each learns its healthy "
+        f"operation over its first {svc.opt.healthy_days:g} simulated days)"
+    )
+    return [svc]
+
+
 async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float = 60.0) -> int:
     """The whole pipeline in one process, until Ctrl-C (or ``duration_s``).
 
@@ -225,6 +260,7 @@ async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float 
         feed = simulator_source(cfg, start_ns=start) or synthetic_source(cfg)
         services.append(ModelFeed(feed, bus, speed, start, DEFAULT_STATE_DIR))
         print(f"No enabled sources: the plant model feeds the historian directly at {speed:g}x.")
+    services += analytics_services(cfg, bus)
     print(f"Ctrl-C stops. Spool: {Path(cfg.historian.spool.dir).resolve()}", flush=True)
 
     runner = ServiceRunner(
