@@ -175,7 +175,33 @@ def train(
         if km.modes:
             set_levels(km, [(scored[a.asset], models.health[a.asset], a) for a in assets])
         models.kinds[kind] = km
+    models.meta["metrics"] = training_metrics(models, by_kind)
+    models.meta["features"] = sorted({n for hm in models.health.values() for n in hm.names})
     return models, skipped
+
+
+def training_metrics(models: Models, by_kind: dict[str, list[mmod.TrainingAsset]]) -> dict:
+    """What each kind model was learned from and the levels it chose (kept in the model file)."""
+    out = {}
+    for kind, km in models.kinds.items():
+        assets = by_kind.get(kind, [])
+        out[kind] = {
+            "assets": len(assets),
+            "healthy_windows": int(sum(int((a.healthy & a.valid).sum()) for a in assets)),
+            "alert_on": km.on,
+            "alert_off": km.off,
+            "rul_calibration": {"q10": km.rul.q10, "q50": km.rul.q50, "q90": km.rul.q90, "n": km.rul.n},
+            "modes": {
+                m: {
+                    "episodes": mm.episodes,
+                    "failures": mm.failures,
+                    "features_used": len(mm.cols),
+                    "floor": mm.floor,
+                }
+                for m, mm in km.modes.items()
+            },
+        }
+    return out
 
 
 def set_levels(
