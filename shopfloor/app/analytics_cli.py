@@ -207,6 +207,10 @@ def cmd_analytics(args: argparse.Namespace) -> int:
         return cmd_train(args)
     if args.analytics_command == "evaluate":
         return cmd_evaluate(args)
+    if args.analytics_command == "spc":
+        from shopfloor.app import analytics_spc
+
+        return analytics_spc.cmd_spc(args)
     from shopfloor.app import analytics_live
 
     return analytics_live.cmd_run(args)
@@ -251,3 +255,6 @@ def add_arguments(sub: Any, func: Any) -> None:
         "--duration", type=float, default=0, help="stop after this many seconds (0: run until stopped)"
     )
     run.set_defaults(func=func)
+    from shopfloor.app import analytics_spc
+
+    analytics_spc.add_arguments(an_sub, func)
