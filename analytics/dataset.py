@@ -338,7 +338,9 @@ def load_sim_dir(root: Path, assets: Iterable[str] | None = None) -> Dataset:
         detail = f"{cols['signal'][i]}; {mode}" if sensor else mode
         name = _SIM_EVENTS.get(ev) if sensor or category.get((asset, mode)) == "equipment" else None
         target = ds.log if name else ds.unknown_events
-        target.append(LogEvent(asset, kind, name or ev, int(ts_ns), detail))
+        # a tool's or consumable's life is named as such, so 'failure' in the unused list is not ambiguous
+        unused = f"{category.get((asset, mode), 'tool')}_{ev}"
+        target.append(LogEvent(asset, kind, name or unused, int(ts_ns), detail))
     return ds
 
 

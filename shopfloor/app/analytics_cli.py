@@ -29,6 +29,18 @@ SIM_KINDS = (
     "induction_furnace",
 )
 DEFAULT_CACHE = Path("var/analytics/sim")
+#: The virtual plant's signals that measure the product or count its rejects, per kind: outcomes, never
+#: features of defect prediction (a plant names its own in ``DefectModel(kind, outcomes=...)``).
+SIM_OUTCOMES: dict[str, tuple[str, ...]] = {
+    "cnc": ("bore_diameter", "surface_roughness", "scrap_count"),
+    "extrusion_press": ("scrap_count",),
+    "hot_rolling_mill": ("exit_thickness", "thickness_deviation"),
+    "cold_rolling_mill": ("exit_thickness", "thickness_deviation"),
+    "welding_robot": ("scrap_count",),
+    "slitting_line": ("burr_height", "scratch_count", "hole_count", "inclusion_count"),
+    "assembly_test": ("press_force", "test_torque", "leak_rate", "fail_count"),
+    "measuring_station": ("measured_bore", "measured_flatness", "reject_count"),
+}
 
 
 def sim_run(seed: int, days: float, cache: Path, every: int = 60) -> Path:
@@ -167,6 +179,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         train = merged_sim(train_seeds, args.days, Path(args.cache))
         test = merged_sim(test_seeds, args.days, Path(args.cache))
         models, skipped = _train(train, list(train.assets), spec, {"seeds": train_seeds})
+        from analytics.defects import evaluate_defects
+
+        dirs = lambda seeds: [sim_run(s, args.days, Path(args.cache)) for s in seeds]  # noqa: E731
+        defects = evaluate_defects(dirs(train_seeds), dirs(test_seeds), outcomes=SIM_OUTCOMES)
         score_assets = list(test.assets)
         header = [
             f"Simulator: trained on seeds {train_seeds}, scored on seeds {test_seeds} never used in training, "
@@ -192,11 +208,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         test.skipped.append((what, why))
     result = ev_mod.evaluate(test, scores, alerts)
     lines = ev_mod.table_lines(result)
+    extra: list[str] = []
+    if not args.data:
+        lines += [r.line() for r in defects]
+        extra = ["## Defect prediction (held-out seeds)", "", *(f"    {r.line()}" for r in defects)]
     for line in lines:
         print(line)
     ev_mod.write_csvs(out, scores, alerts)
     rep = ev_mod.report(
-        out, result, scores, test, alerts, [*header, f"Took {time.monotonic() - t_start:.0f} s."]
+        out, result, scores, test, alerts, [*header, f"Took {time.monotonic() - t_start:.0f} s."], extra
     )
     print(f"report {rep}; alerts {out / 'alerts.csv'}; health {out / 'health.csv'}")
     return 0
@@ -207,6 +227,12 @@ def cmd_analytics(args: argparse.Namespace) -> int:
         return cmd_train(args)
     if args.analytics_command == "evaluate":
         return cmd_evaluate(args)
+    if args.analytics_command in ("surface-train", "inspect"):
+        from shopfloor.app import analytics_surface
+
+        if args.analytics_command == "inspect":
+            return analytics_surface.cmd_inspect(args)
+        return analytics_surface.cmd_surface_train(args)
     if args.analytics_command == "spc":
         from shopfloor.app import analytics_spc
 
@@ -258,3 +284,6 @@ def add_arguments(sub: Any, func: Any) -> None:
     from shopfloor.app import analytics_spc
 
     analytics_spc.add_arguments(an_sub, func)
+    from shopfloor.app import analytics_surface
+
+    analytics_surface.add_arguments(an_sub, func)

@@ -52,7 +52,7 @@ def test_the_export_reads_back_with_the_plants_names_and_kinds(data_dir: Path) -
     assert f.kind == "cnc"
     assert "Spindle.Vib.RMS" in f.names and "vib_rms" not in f.names
     assert f.running is not None and f.running.any()
-    assert {"lubrication", "replacement"} <= {e.event for e in ds.unknown_events}  # tool changes too
+    assert {"lubrication", "tool_replacement"} <= {e.event for e in ds.unknown_events}  # tool changes too
 
 
 def test_a_unit_the_map_does_not_expect_is_skipped_with_its_reason(data_dir: Path, tmp_path: Path) -> None:
