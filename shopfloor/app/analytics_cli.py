@@ -227,12 +227,6 @@ def cmd_analytics(args: argparse.Namespace) -> int:
         return cmd_train(args)
     if args.analytics_command == "evaluate":
         return cmd_evaluate(args)
-    if args.analytics_command in ("surface-train", "inspect"):
-        from shopfloor.app import analytics_surface
-
-        if args.analytics_command == "inspect":
-            return analytics_surface.cmd_inspect(args)
-        return analytics_surface.cmd_surface_train(args)
     if args.analytics_command == "spc":
         from shopfloor.app import analytics_spc
 
@@ -284,6 +278,3 @@ def add_arguments(sub: Any, func: Any) -> None:
     from shopfloor.app import analytics_spc
 
     analytics_spc.add_arguments(an_sub, func)
-    from shopfloor.app import analytics_surface
-
-    analytics_surface.add_arguments(an_sub, func)
