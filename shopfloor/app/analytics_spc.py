@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from analytics import capability, spc, spc_rules
-
 NS = 1_000_000_000
 
 
@@ -48,6 +46,7 @@ async def _values(
 
 
 def cmd_spc(args: argparse.Namespace) -> int:
+    from analytics import capability, spc, spc_rules
     from shopfloor.config.load import load_plant_config
 
     cfg = load_plant_config(args.config)

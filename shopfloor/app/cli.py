@@ -335,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     mes_cli.add_arguments(sub, cmd_mes)
 
-    from shopfloor.app import analytics_cli
+    from shopfloor.app import analytics_args
 
-    analytics_cli.add_arguments(sub, cmd_analytics)
+    analytics_args.add_arguments(sub, cmd_analytics)
 
     spool = sub.add_parser("spool", help="inspect the historian spool and its quarantine")
     spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)

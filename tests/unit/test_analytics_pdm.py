@@ -173,3 +173,10 @@ def test_metrics_count_detection_lead_false_alarms_and_rul_error() -> None:
     assert res.asset_months == pytest.approx((40 * 24 - 1) / 24 / 30)
     assert m.within20() == 1.0
     assert m.mae() == pytest.approx(np.nanmean(np.abs(pred - true)[np.isfinite(pred) & (t < fail)]))
+
+
+def test_the_cli_default_healthy_period_is_the_library_one() -> None:
+    from analytics.pdm import HEALTHY_DAYS
+    from shopfloor.app.analytics_args import HEALTHY_DAYS as CLI_DAYS
+
+    assert CLI_DAYS == HEALTHY_DAYS
