@@ -21,6 +21,7 @@ from mes.lots import LotMaker
 from mes.maintenance import MaintenanceBook
 from mes.order_spec import OrderStatus
 from mes.orders import OrderBook
+from mes.quality import QualityBook
 from mes.records import MES_ACTOR, NS, Conflict, NotFound, Page, fetch_page, upsert
 from mes.stops import StopLog
 from shopfloor.config.mes import LossName, MesConfig
@@ -36,7 +37,7 @@ _LOSS = {
 }
 
 
-class Repository(OrderBook, StopLog, MaintenanceBook):
+class Repository(OrderBook, StopLog, MaintenanceBook, QualityBook):
     """The MES database: plant sync and derivation here; orders (mes.orders) and stops (mes.stops) mixed in."""
 
     def __init__(self, engine: Engine, cfg: MesConfig, lot_maker: LotMaker | None = None) -> None:

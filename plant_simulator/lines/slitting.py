@@ -1,6 +1,7 @@
 """Slitting line with surface inspection: knife wear and burr, guide-roll fouling and surface defects.
 
-The camera counts scratches, holes and inclusions per coil; each detected defect is logged with its cause.
+The camera counts scratches, holes and inclusions per coil and serves the latest coil image's verdict
+(pass/defect and its main class); each detected defect is logged with its cause.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from plant_simulator.codes import Reason
 from plant_simulator.degradation import DAY, FailureMode
 from plant_simulator.dsp import hold
 from plant_simulator.lines.base import AssetModel, Block, cycle_events, phase
-from plant_simulator.signals import C, F, SignalSpec
+from plant_simulator.signals import C, F, I, SignalSpec
 
 BURR_LIMIT = 25.0  # um
 DEFECTS = ("scratch", "hole", "inclusion")
+#: ``surface_class`` codes of the latest coil image: 0 no defect, then 1 + the index in DEFECTS.
+SURFACE_CLASS_CODES = {"none": 0, **{name: i + 1 for i, name in enumerate(DEFECTS)}}
 
 
 class SlittingLine(AssetModel):
@@ -35,6 +38,14 @@ class SlittingLine(AssetModel):
             C("scratch_count", "defects", "scratches detected by surface inspection"),
             C("hole_count", "defects", "holes detected by surface inspection"),
             C("inclusion_count", "defects", "inclusions detected by surface inspection"),
+            I("surface_verdict", "", 0, 1, "latest coil image's verdict: 0 pass, 1 defect"),
+            I(
+                "surface_class",
+                "",
+                0,
+                3,
+                "latest coil image's main defect: 0 none, 1 scratch, 2 hole, 3 inclusion",
+            ),
             C("coil_count", "coils", "coils slit"),
             C("slit_length", "m", "strip length slit"),
         ]
@@ -78,9 +89,11 @@ class SlittingLine(AssetModel):
         burr_held = hold(done, burr, c.get("burr", 5.0))
         c["burr"] = float(burr_held[-1])
         out: dict[str, np.ndarray] = {}
+        per_coil = np.zeros((len(DEFECTS), len(idx)))
         lam = {"scratch": 0.05 + 1.5 * foul, "hole": np.full(b.n, 0.01), "inclusion": np.full(b.n, 0.03)}
         for name in DEFECTS:
             k = b.rng.poisson(lam[name][idx]) if len(idx) else np.zeros(0, int)
+            per_coil[DEFECTS.index(name)] = k
             step = np.zeros(b.n)
             step[idx] = k
             for i, cnt in zip(idx, k, strict=True):
@@ -93,6 +106,15 @@ class SlittingLine(AssetModel):
             tot = c.get(name, 0.0) + np.cumsum(step)
             c[name] = float(tot[-1])
             out[f"{name}_count"] = tot
+        # the camera's verdict on each coil's image, held until the next coil: the most numerous class
+        verdict = np.zeros(b.n)
+        main = np.zeros(b.n)
+        verdict[idx] = per_coil.sum(axis=0) > 0
+        main[idx] = np.where(verdict[idx] > 0, per_coil.argmax(axis=0) + 1, 0)
+        out["surface_verdict"] = hold(done, verdict, c.get("verdict", 0.0))
+        out["surface_class"] = hold(done, main, c.get("class", 0.0))
+        c["verdict"] = float(out["surface_verdict"][-1])
+        c["class"] = float(out["surface_class"][-1])
         for i in idx:
             if burr[i] > BURR_LIMIT:
                 b.defect(i, "edge_burr", "knife_wear", "burr_height", float(burr[i]))

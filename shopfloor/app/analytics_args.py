@@ -54,6 +54,7 @@ def add_arguments(sub: Any, func: Any) -> None:
         "--duration", type=float, default=0, help="stop after this many seconds (0: run until stopped)"
     )
     run.set_defaults(func=func)
-    from shopfloor.app import analytics_spc
+    from shopfloor.app import analytics_spc, analytics_surface
 
     analytics_spc.add_arguments(an_sub, func)
+    analytics_surface.add_arguments(an_sub, func)

@@ -37,7 +37,14 @@ SIM_OUTCOMES: dict[str, tuple[str, ...]] = {
     "hot_rolling_mill": ("exit_thickness", "thickness_deviation"),
     "cold_rolling_mill": ("exit_thickness", "thickness_deviation"),
     "welding_robot": ("scrap_count",),
-    "slitting_line": ("burr_height", "scratch_count", "hole_count", "inclusion_count"),
+    "slitting_line": (
+        "burr_height",
+        "scratch_count",
+        "hole_count",
+        "inclusion_count",
+        "surface_verdict",
+        "surface_class",
+    ),
     "assembly_test": ("press_force", "test_torque", "leak_rate", "fail_count"),
     "measuring_station": ("measured_bore", "measured_flatness", "reject_count"),
 }
@@ -231,6 +238,12 @@ def cmd_analytics(args: argparse.Namespace) -> int:
         from shopfloor.app import analytics_spc
 
         return analytics_spc.cmd_spc(args)
+    if args.analytics_command in ("surface-train", "inspect"):
+        from shopfloor.app import analytics_surface
+
+        if args.analytics_command == "inspect":
+            return analytics_surface.cmd_inspect(args)
+        return analytics_surface.cmd_surface_train(args)
     from shopfloor.app import analytics_live
 
     return analytics_live.cmd_run(args)
