@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from mes import calendar, kpi
+from mes import kpi, reports
 from mes.maintenance import MaintenanceRequest
 from mes.order_spec import OrderSpec, OrderStatus
 from mes.repository import Conflict, NotFound, Repository
@@ -316,14 +315,7 @@ def create_app(
         return {"first": a, "second": b}
 
     async def window_figures(asset: str, s: int, e: int) -> tuple[list[str], kpi.Kpis]:
-        known = sorted(await run(repo.known_assets))
-        assets = [a for a in known if a == asset or a.startswith(asset.rstrip("/") + "/")]
-        if not assets:
-            raise NotFound(f"unknown asset or line {asset}")
-        iv, cn = await run(repo.kpi_inputs, assets, s, e)
-        sched = calendar.scheduled(repo.cfg, timezone, s, e)
-        plan = calendar.planned(repo.cfg, timezone, s, e, await run(repo.planned_stop_ranges, s, e))
-        return assets, kpi.kpis(iv, cn, s, e, list(range(len(assets))), sched, plan)
+        return await run(reports.window_kpis, repo, asset, s, e, timezone)
 
     async def window_kpis(asset: str, s: int, e: int) -> dict[str, Any]:
         assets, k = await window_figures(asset, s, e)
@@ -355,19 +347,11 @@ def create_app(
             raise HTTPException(422, "shift reports cover at most 93 days")
         if not repo.cfg.shifts:
             raise HTTPException(409, "no shifts are configured (mes.shifts)")
-        known = sorted(await run(repo.known_assets))
-        assets = [a for a in known if a == asset or a.startswith(asset.rstrip("/") + "/")]
-        if not assets:
-            raise NotFound(f"unknown asset or line {asset}")
-        windows, names = calendar.lay_out(list(repo.cfg.shifts), timezone, s, e)
-        windows = np.clip(windows, s, e)
-        iv, cn = await run(repo.kpi_inputs, assets, s, e)
-        plan = calendar.planned(repo.cfg, timezone, s, e, await run(repo.planned_stop_ranges, s, e))
-        ks = kpi.kpis_by(iv, cn, windows, list(range(len(assets))), windows, plan)
+        assets, shifts = await run(reports.shift_kpis, repo, asset, s, e, timezone)
         return {
             "asset": asset,
             "assets": assets,
-            "shifts": [{"shift": n, **k.as_dict()} for n, k in zip(names, ks, strict=True)],
+            "shifts": [{"shift": n, **k.as_dict()} for n, _s, _e, k in shifts],
         }
 
     @app.get(f"{PREFIX}/kpi/products/{{product}}")

@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from plant_simulator.clock import BLOCK_STEPS, NS, SimClock
+from plant_simulator.codes import Reason, State
 from plant_simulator.plant import Plant
 from plant_simulator.state import ClockLease
 
@@ -24,12 +25,27 @@ class Sink(Protocol):
     async def publish(self, step: int, ts_ns: int, column: Column) -> None: ...
 
 
+#: A forced trip: the asset is down with an electrical fault and its alarm on, whatever the model says.
+TRIP_STATE, TRIP_REASON, TRIP_ALARM = float(State.DOWN), float(Reason.ELECTRICAL_FAULT), 1.0
+
+
 class OnlinePlant:
-    """Serves model steps on demand; blocks are computed in a worker thread, in order, once."""
+    """Serves model steps on demand; blocks are computed in a worker thread, in order, once.
+
+    ``trip(path, until_step)`` forces an asset down (state, down_reason and alarm) until that step, as
+    an operator's emergency stop would; its process signals keep the model's values.
+    """
 
     def __init__(self, plant: Plant) -> None:
         self.plant = plant
         self._lock = asyncio.Lock()
+        self.trips: dict[str, int] = {}  # asset -> first step after the trip
+
+    def trip(self, path: str, until_step: int) -> None:
+        if path not in self.plant.assets:
+            raise KeyError(path)
+        self.trips[path] = max(self.trips.get(path, 0), int(until_step))
+        log.warning("%s: forced trip until step %d", path, until_step)
 
     async def column(self, step: int) -> Column:
         k, j = divmod(step, BLOCK_STEPS)
@@ -37,7 +53,16 @@ class OnlinePlant:
             if self.plant.next_block <= k:
                 await asyncio.to_thread(self.plant.block, k)
             blk = self.plant.block(k)
-        return {p: (blk.values[p][:, j], blk.status[p][:, j]) for p in blk.values}
+        col = {p: (blk.values[p][:, j], blk.status[p][:, j]) for p in blk.values}
+        for path, until in list(self.trips.items()):
+            if step >= until:
+                del self.trips[path]
+                continue
+            values = col[path][0].copy()
+            for name, v in (("state", TRIP_STATE), ("down_reason", TRIP_REASON), ("alarm", TRIP_ALARM)):
+                values[self.plant.signal_index(path, name)] = v
+            col[path] = (values, col[path][1])
+        return col
 
     def ts_ns(self, step: int) -> int:
         return self.plant.start_ns + step * NS

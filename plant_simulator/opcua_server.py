@@ -11,12 +11,13 @@ import hashlib
 import hmac
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from asyncua import Server, ua
+from asyncua import Server, ua, uamethod
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
 from asyncua.crypto.security_policies import SecurityPolicy, SecurityPolicyFactory, SecurityPolicyNone
@@ -422,8 +423,10 @@ class SimOpcUaServer:
         port: int = 4840,
         security: OpcUaSecurity | None = None,
         descriptions: dict[str, str] | None = None,
+        on_trip: Callable[[str, float], None] | None = None,
     ) -> None:
         self.assets = assets
+        self.on_trip = on_trip  # with it, every asset has a Trip(seconds) method
         self.host, self.port = host, port
         self.security = security or OpcUaSecurity()
         self.descriptions = descriptions or {}
@@ -529,6 +532,14 @@ class SimOpcUaServer:
                 ua.AttributeIds.EventNotifier, ua.DataValue(ua.Variant(1, ua.VariantType.Byte))
             )
             self.events[path] = await self.server.get_event_generator(ua.ObjectIds.BaseEventType, obj)
+            if self.on_trip is not None:
+                await obj.add_method(
+                    ua.NodeId(f"{path}.Trip", ns),
+                    ua.QualifiedName("Trip", ns),
+                    self._trip_method(path),
+                    [ua.VariantType.Double],
+                    [ua.VariantType.Boolean],
+                )
             nodes = []
             for spec in specs:
                 vt = variant_type(spec)
@@ -557,6 +568,19 @@ class SimOpcUaServer:
                     )
                 nodes.append((var.nodeid, vt))
             self.nodes[path] = nodes
+
+    def _trip_method(self, path: str) -> Callable[..., Any]:
+        """The Trip method of one asset: down with an alarm for ``seconds`` of simulated time (1 .. 86400)."""
+
+        @uamethod
+        def trip(_parent: ua.NodeId, seconds: float) -> bool:
+            if not (isinstance(seconds, int | float) and 1 <= seconds <= 86400):
+                raise ua.UaStatusCodeError(ua.StatusCodes.BadOutOfRange)
+            assert self.on_trip is not None
+            self.on_trip(path, float(seconds))
+            return True
+
+        return trip
 
     async def stop(self) -> None:
         """Stop listening (a server that was set up but never listened has nothing to stop)."""

@@ -140,8 +140,16 @@ class SimulatorService:
     def __init__(self, plant: Plant, options: SimulatorOptions) -> None:
         self.plant, self.options = plant, options
         self.publisher: Publisher | None = None
+        self.online: OnlinePlant | None = None
         self._stack = contextlib.AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
+
+    def trip(self, path: str, seconds: float) -> None:
+        """Force ``path`` down with its alarm on for ``seconds`` of simulated time, from the step now served
+        (the OPC UA method ``Trip`` of every asset calls this)."""
+        if self.online is None or self.publisher is None:
+            raise RuntimeError("the simulator is not serving")
+        self.online.trip(path, self.publisher.clock.step_now() + max(1, round(seconds)))
 
     async def start(self) -> None:
         """Bind the servers (PortUnavailable if a port is taken) and start publishing; returns once
@@ -153,7 +161,7 @@ class SimulatorService:
             if port:
                 check_port(protocol, o.host, port)
         lease = self._lease()
-        online = OnlinePlant(plant)
+        online = self.online = OnlinePlant(plant)
         await online.column(0)  # compute the first block before anything listens
         sinks: list[Sink] = []
         quiet = _DropStartTraceback()
@@ -187,6 +195,7 @@ class SimulatorService:
                     o.opcua_port,
                     security,
                     {p: rt.model.description for p, rt in plant.assets.items()},
+                    on_trip=self.trip,
                 )
                 self._stack.push_async_callback(ua_srv.stop)
                 await ua_srv.setup()

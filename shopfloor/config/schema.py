@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shopfloor.config.dashboard import DashboardConfig
 from shopfloor.config.historian_url import parse_url
 from shopfloor.config.mes import MesConfig, mes_consistency_issues
 from shopfloor.model import ASSET_PATH_RE, SIGNAL_NAME_RE, SignalType
@@ -232,6 +233,7 @@ class PlantConfig(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     historian: HistorianConfig = HistorianConfig()
     mes: MesConfig = MesConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
     def asset(self, path: str) -> AssetConfig:
         for a in self.assets:

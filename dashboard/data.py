@@ -1,0 +1,419 @@
+"""The dashboard's one way to data: the historian through its read-only reader, the MES through its repository.
+
+Pages ask here and never touch a store; answers are cached for a refresh interval so many viewers cost one query.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from historian.errors import StoreError
+from historian.reader import SeriesFrame, SyncReader
+from mes import reports
+from mes.kpi import Kpis
+from mes.losses import StateCategory
+from mes.records import NotFound
+from mes.repository import Repository
+from shopfloor.config.dashboard import DashboardConfig
+from shopfloor.config.schema import AssetConfig, PlantConfig
+from shopfloor.model import EventKind, Quality, Sample, now_ns, system_asset
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+T = TypeVar("T")
+HEALTH = "pdm.health"
+RUL = ("pdm.rul_hours", "pdm.rul_low_hours", "pdm.rul_high_hours")
+ANOMALY = "pdm.anomaly"
+#: bucket sizes a chart may use, seconds: a bucket is the smallest of these that fits the screen
+NICE_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One asset at a glance."""
+
+    path: str
+    name: str
+    line: str
+    kind: str
+    description: str
+    state: str  # a StateCategory value
+    oee: float | None
+    alarm: bool
+    alert: bool  # an open predictive-maintenance or sensor-fault request
+    health: float | None
+    age_s: float | None  # how old its newest sample is, in plant time
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Line:
+    path: str  # site/area/line
+    name: str
+    assets: list[str]  # in flow order (the config's order)
+
+
+@dataclass
+class _Cached:
+    at: float = -math.inf
+    value: Any = None
+
+
+@dataclass
+class _Seen:
+    ts_ns: int
+    wall: float
+
+
+class Unavailable(RuntimeError):
+    """A store did not answer; the message says which and why, for the page to show."""
+
+
+class PlantData:
+    """Read access for the pages. Thread-safe: the WSGI server calls it from several threads at once."""
+
+    def __init__(
+        self,
+        cfg: PlantConfig,
+        reader: SyncReader,
+        repo: Repository | None,
+        dash: DashboardConfig | None = None,
+        wall: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.reader = reader
+        self.repo = repo
+        self.dash = dash or cfg.dashboard
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._cache: dict[str, _Cached] = {}
+        self._seen: dict[str, _Seen] = {}  # asset -> newest ts seen, and when (wall) it last moved
+        self._plant_seen: _Seen | None = None
+        self.assets: dict[str, AssetConfig] = {a.path: a for a in cfg.assets}
+        self.lines = _lines(cfg)
+        self.line_of = {a: ln.path for ln in self.lines for a in ln.assets}
+        self.writer_asset = system_asset(cfg.site, "shopfloor", "historian-writer")
+        self.sources_prefix = system_asset(cfg.site, "sources", "x")[: -len("x")]
+
+    # -- caching ---------------------------------------------------------------------------------
+    def _cached(self, key: str, ttl_s: float, fn: Callable[[], T]) -> T:
+        now = self._wall()
+        with self._lock:
+            c = self._cache.get(key)
+            if c is not None and now - c.at < ttl_s:
+                return c.value  # type: ignore[no-any-return]
+        value = fn()
+        with self._lock:
+            self._cache[key] = _Cached(now, value)
+        return value
+
+    @property
+    def stale_s(self) -> float:
+        """Wall seconds without new data after which a source is stale."""
+        return self.dash.stale_after * self.dash.refresh_s
+
+    # -- latest values, the plant clock ----------------------------------------------------------
+    def latest(self) -> dict[tuple[str, str], Sample]:
+        """The newest sample of every series, read once per half refresh interval."""
+
+        def read() -> dict[tuple[str, str], Sample]:
+            try:
+                rows = self.reader.latest()
+            except (StoreError, TimeoutError) as exc:
+                raise Unavailable(f"historian: {exc}") from exc
+            out = {(s.asset, s.signal): s for s in rows}
+            self._observe(out)
+            return out
+
+        return self._cached("latest", self.dash.refresh_s / 2, read)
+
+    def _observe(self, latest: dict[tuple[str, str], Sample]) -> None:
+        wall = self._wall()
+        newest: dict[str, int] = {}
+        for (asset, _), s in latest.items():
+            if asset in self.assets and s.ts_ns > newest.get(asset, -1):
+                newest[asset] = s.ts_ns
+        with self._lock:
+            for asset, ts in newest.items():
+                seen = self._seen.get(asset)
+                if seen is None or ts > seen.ts_ns:
+                    self._seen[asset] = _Seen(ts, wall)
+            top = max(newest.values(), default=None)
+            if top is not None and (self._plant_seen is None or top > self._plant_seen.ts_ns):
+                self._plant_seen = _Seen(top, wall)
+
+    def now_ns(self) -> int:
+        """The plant's now: the wall clock, or (clock 'data') the newest sample of any asset."""
+        if self.dash.clock == "wall":
+            return now_ns()
+        self.latest()
+        with self._lock:
+            return self._plant_seen.ts_ns if self._plant_seen else now_ns()
+
+    def plant_stale(self) -> bool:
+        """No asset has had a new sample for the stale time (clock 'data'); never with no data at all."""
+        self.latest()
+        with self._lock:
+            seen = self._plant_seen
+        if seen is None:
+            return True
+        if self.dash.clock == "wall":
+            return (now_ns() - seen.ts_ns) / NS > self.stale_s
+        return self._wall() - seen.wall > self.stale_s
+
+    def age(self, asset: str) -> tuple[float | None, bool]:
+        """(seconds since the asset's newest sample in plant time, stale?)."""
+        latest = self.latest()
+        now = self.now_ns()
+        with self._lock:
+            seen = self._seen.get(asset)
+        if seen is None:
+            return None, True
+        age = max(0.0, (now - seen.ts_ns) / NS)
+        if self.dash.clock == "wall":
+            return age, age > self.stale_s
+        del latest
+        return age, self._wall() - seen.wall > self.stale_s or self.plant_stale()
+
+    def value(self, asset: str, signal: str) -> Sample | None:
+        return self.latest().get((asset, signal))
+
+    # -- tiles -----------------------------------------------------------------------------------
+    def state_of(self, asset: str) -> str:
+        """The asset's state category from its newest good state sample and the MES's code table."""
+        mes_asset = next((m for m in self.cfg.mes.assets if m.path == asset), None)
+        signal = mes_asset.state if mes_asset else "state"
+        s = self.value(asset, signal)
+        if s is None or s.quality == Quality.BAD or isinstance(s.value, str) or s.value != s.value:
+            return StateCategory.UNKNOWN.value
+        table = (
+            mes_asset.state_codes
+            if mes_asset and mes_asset.state_codes is not None
+            else self.cfg.mes.state_codes
+        )
+        name = table.get(int(s.value))
+        return StateCategory(str(name)).value if name is not None else StateCategory.UNKNOWN.value
+
+    def tiles(self) -> list[Tile]:
+        oee = self.shift_oee()
+        alerts = self.alerted_assets()
+        out = []
+        for ln in self.lines:
+            for path in ln.assets:
+                a = self.assets[path]
+                age, stale = self.age(path)
+                alarm = self.value(path, "alarm")
+                health = self.value(path, HEALTH)
+                out.append(
+                    Tile(
+                        path=path,
+                        name=path.rsplit("/", 1)[-1],
+                        line=ln.path,
+                        kind=a.kind,
+                        description=a.description,
+                        state=self.state_of(path),
+                        oee=oee.get(path),
+                        alarm=bool(
+                            alarm is not None
+                            and alarm.quality != Quality.BAD
+                            and not isinstance(alarm.value, str)
+                            and alarm.value not in (0, 0.0)
+                            and alarm.value == alarm.value
+                        ),
+                        alert=path in alerts,
+                        health=_num(health),
+                        age_s=age,
+                        stale=stale,
+                    )
+                )
+        return out
+
+    # -- MES ---------------------------------------------------------------------------------------
+    def _mes(self) -> Repository:
+        if self.repo is None:
+            raise Unavailable("the MES is not configured (mes.database)")
+        return self.repo
+
+    def shift_window(self, now: int | None = None) -> tuple[str, int, int]:
+        """The shift running at ``now`` (name, start, end); without shifts, the last 8 hours."""
+        now = self.now_ns() if now is None else now
+        if self.cfg.mes.shifts:
+            from mes import calendar
+
+            windows, names = calendar.lay_out(
+                list(self.cfg.mes.shifts), self.cfg.timezone, now - 86400 * NS, now + NS
+            )
+            for (s, e), n in zip(windows.tolist(), names, strict=True):
+                if s <= now < e:
+                    return n, int(s), int(now)
+        return "", now - 8 * 3600 * NS, now
+
+    def shift_oee(self) -> dict[str, float]:
+        """OEE of each MES asset over the current shift so far (cached 10 s)."""
+
+        def read() -> dict[str, float]:
+            if self.repo is None:
+                return {}
+            _, s, e = self.shift_window()
+            assets = sorted(self.repo.known_assets() & set(self.assets))
+            try:
+                ks = reports.each_asset_kpis(self.repo, assets, s, e, self.cfg.timezone)
+            except Exception as exc:
+                log.warning("dashboard: OEE not available: %s", exc)
+                return {}
+            return {a: k.oee for a, k in ks.items() if k.oee is not None and k.oee == k.oee}
+
+        return self._cached("shift_oee", 10.0, read)
+
+    def kpis(self, asset: str, start_ns: int, end_ns: int) -> Kpis:
+        try:
+            return reports.window_kpis(self._mes(), asset, start_ns, end_ns, self.cfg.timezone)[1]
+        except NotFound:
+            raise
+        except Unavailable:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"MES: {exc}") from exc
+
+    def shift_kpis(self, asset: str, start_ns: int, end_ns: int) -> list[tuple[str, int, int, Kpis]]:
+        return reports.shift_kpis(self._mes(), asset, start_ns, end_ns, self.cfg.timezone)[1]
+
+    def alerted_assets(self) -> set[str]:
+        def read() -> set[str]:
+            if self.repo is None:
+                return set()
+            try:
+                out: set[str] = set()
+                for status in ("open", "acknowledged"):
+                    out |= {r["asset"] for r in self.repo.requests(status=status, limit=1000).items}
+                return out
+            except Exception as exc:
+                log.warning("dashboard: maintenance requests not available: %s", exc)
+                return set()
+
+        return self._cached("alerts", self.dash.refresh_s, read)
+
+    def requests(
+        self, statuses: tuple[str, ...] = ("open", "acknowledged"), limit: int = 200
+    ) -> list[dict[str, Any]]:
+        repo = self._mes()
+        rows: list[dict[str, Any]] = []
+        for st in statuses:
+            rows += repo.requests(status=st, limit=limit).items
+        return rows
+
+    def acknowledge(self, request_id: int, actor: str) -> dict[str, Any]:
+        with self._lock:
+            self._cache.pop("alerts", None)
+        return self._mes().acknowledge_request(request_id, actor)
+
+    def close_request(self, request_id: int, actor: str) -> dict[str, Any]:
+        with self._lock:
+            self._cache.pop("alerts", None)
+        return self._mes().close_request(request_id, actor)
+
+    def intervals(self, asset: str, start_ns: int, end_ns: int, limit: int = 5000) -> list[dict[str, Any]]:
+        return self._mes().intervals(asset, start_ns, end_ns, limit=limit).items
+
+    def orders(self, limit: int = 200) -> list[dict[str, Any]]:
+        return self._mes().orders(limit=limit).items  # type: ignore[no-any-return]
+
+    def lots(self, asset: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from mes import tables as t
+
+        q = select(t.lots).order_by(t.lots.c.end_ns.desc()).limit(limit)
+        if asset:
+            q = q.where(t.lots.c.asset == asset)
+        with self._mes().engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def trace(self, lot_id: str, direction: Literal["forward", "backward"]) -> dict[str, Any]:
+        from mes import lots
+
+        with self._mes().engine.connect() as conn:
+            return lots.trace(conn, lot_id, direction).as_dict()
+
+    def quality_results(self, asset: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from mes import tables as t
+
+        q = select(t.quality_results).order_by(t.quality_results.c.ts_ns.desc()).limit(limit)
+        if asset:
+            q = q.where(t.quality_results.c.asset == asset)
+        with self._mes().engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    # -- history -------------------------------------------------------------------------------------
+    def series(
+        self, asset: str, signal: str, start_ns: int, end_ns: int, points: int = 600, fn: str = "mean"
+    ) -> SeriesFrame:
+        """At most about ``points`` values of a signal over [start, end), aggregated by the store."""
+        every = bucket_ns(end_ns - start_ns, points)
+        try:
+            return self.reader.query_agg(asset, signal, start_ns, end_ns, every, fn)  # type: ignore[arg-type]
+        except (StoreError, TimeoutError) as exc:
+            raise Unavailable(f"historian: {exc}") from exc
+
+    def events(
+        self, start_ns: int, end_ns: int, asset: str | None = None, kind: EventKind | None = None
+    ) -> list[Any]:
+        try:
+            return self.reader.query_events(start_ns, end_ns, asset, kind)
+        except (StoreError, TimeoutError) as exc:
+            raise Unavailable(f"historian: {exc}") from exc
+
+    # -- the system itself -------------------------------------------------------------------------
+    def writer_counters(self) -> tuple[dict[str, float], int | None]:
+        """The historian writer's counters as it last stored them, and when (wall ns)."""
+        latest = self.latest()
+        vals = {sig: s for (a, sig), s in latest.items() if a == self.writer_asset}
+        ts = max((s.ts_ns for s in vals.values()), default=None)
+        return {k: float(v.value) for k, v in vals.items() if not isinstance(v.value, str)}, ts
+
+    def sources(self) -> dict[str, dict[str, float]]:
+        """Each connector's health as last published: source name -> signal -> value (and ``ts_ns``)."""
+        out: dict[str, dict[str, float]] = {}
+        for (a, sig), s in self.latest().items():
+            if a.startswith(self.sources_prefix) and not isinstance(s.value, str):
+                d = out.setdefault(a[len(self.sources_prefix) :], {})
+                d[sig] = float(s.value) if s.quality != Quality.BAD else float("nan")
+                d["ts_ns"] = max(d.get("ts_ns", 0), s.ts_ns)
+        return out
+
+    # -- section A: line, asset and maintenance pages (add methods above this line) --
+
+    # -- section B: quality and MES pages (add methods above this line) --
+
+
+def bucket_ns(span_ns: int, points: int) -> int:
+    """The smallest 'nice' bucket that keeps a span to at most ``points`` buckets (1 s at least)."""
+    need = max(1.0, span_ns / NS / max(points, 1))
+    for s in NICE_S:
+        if s >= need:
+            return s * NS
+    return int(math.ceil(need / 86400) * 86400) * NS
+
+
+def _num(s: Sample | None) -> float | None:
+    if s is None or s.quality == Quality.BAD or isinstance(s.value, str) or s.value != s.value:
+        return None
+    return float(s.value)
+
+
+def _lines(cfg: PlantConfig) -> list[Line]:
+    """Lines (site/area/line) in the order their first asset appears; assets in config (flow) order."""
+    order: dict[str, list[str]] = {}
+    for a in cfg.assets:
+        parts = a.path.split("/")
+        key = "/".join(parts[:-1]) if len(parts) > 2 else parts[0]
+        order.setdefault(key, []).append(a.path)
+    return [Line(p, p.split("/", 1)[-1], assets) for p, assets in order.items()]

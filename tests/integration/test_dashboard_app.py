@@ -1,0 +1,84 @@
+"""The dashboard behind waitress over real stores: every route refuses a request without a login, each page
+renders for a logged-in user, and the live tiles carry the state the historian holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from dashboard_support import History, history, login, serve
+
+from dashboard.server import DashboardService
+
+PAGES = ("/", "/line", "/asset", "/maintenance", "/quality", "/mes", "/system")
+
+
+@pytest.fixture(scope="module")
+def hist(tmp_path_factory: pytest.TempPathFactory) -> History:
+    return history(tmp_path_factory.mktemp("dash"))
+
+
+@pytest.fixture(scope="module")
+def dash_url(hist: History) -> Iterator[str]:
+    with serve(hist.cfg) as svc:
+        yield svc.url
+
+
+def test_every_route_refuses_an_anonymous_request(dash_url: str) -> None:
+    for path in ("_dash-layout", "_dash-dependencies", "_dash-component-suites/dash/dcc/dash_core_components.js"):
+        assert requests.get(dash_url + path, timeout=10, allow_redirects=False).status_code == 401, path
+    r = requests.post(dash_url + "_dash-update-component", json={"output": "x", "inputs": []}, timeout=10)
+    assert r.status_code == 401
+    for page in PAGES:
+        r = requests.get(dash_url + page.lstrip("/"), timeout=10, allow_redirects=False)
+        assert r.status_code == 302 and "/login?next=" in r.headers["Location"], page
+    assert requests.get(dash_url + "healthz", timeout=10).text == "ok\n"
+
+
+def test_a_wrong_password_is_refused_and_the_next_target_stays_on_this_server(dash_url: str) -> None:
+    r = requests.post(dash_url + "login", data={"username": "viewer", "password": "nope"}, timeout=10)
+    assert r.status_code == 401
+    s = requests.Session()
+    r = s.post(
+        dash_url + "login",
+        data={"username": "viewer", "password": "viewer-pass-1", "next": "https://evil.example/"},
+        timeout=10,
+        allow_redirects=False,
+    )
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_a_logged_in_user_gets_the_layout_and_the_callbacks(dash_url: str) -> None:
+    s = login(dash_url, "viewer")
+    assert s.get(dash_url + "_dash-layout", timeout=10).status_code == 200
+    deps = s.get(dash_url + "_dash-dependencies", timeout=10).json()
+    assert any("plant-map" in d["output"] for d in deps)
+    for page in PAGES:
+        assert s.get(dash_url + page.lstrip("/"), timeout=10).status_code == 200, page
+    s.get(dash_url + "logout", timeout=10)
+    assert s.get(dash_url + "_dash-layout", timeout=10, allow_redirects=False).status_code == 401
+
+
+def test_tiles_show_the_state_the_historian_holds(hist: History) -> None:
+    from dashboard.context import Context
+    from dashboard.data import PlantData
+
+    svc = DashboardService(hist.cfg, port=0)
+    svc.build()
+    try:
+        assert svc.reader is not None
+        data = PlantData(hist.cfg, svc.reader, None)
+        tiles = {t.path: t for t in data.tiles()}
+        assert set(tiles) == {a.path for a in hist.cfg.assets}
+        end = hist.plant.block(hist.plant.next_block - 1)
+        for path, t in tiles.items():
+            code = int(end.values[path][hist.plant.signal_index(path, "state"), -10])
+            want = str(hist.cfg.mes.state_codes[code])
+            assert t.state == want, path
+        del Context
+    finally:
+        svc.stop_sync()
