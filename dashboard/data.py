@@ -97,6 +97,7 @@ class PlantData:
         self._plant_seen: _Seen | None = None
         self.assets: dict[str, AssetConfig] = {a.path: a for a in cfg.assets}
         self.lines = _lines(cfg)
+        self.areas = _areas(cfg)  # site/area with every asset of its lines in flow order: the plant map
         self.line_of = {a: ln.path for ln in self.lines for a in ln.assets}
         self.writer_asset = system_asset(cfg.site, "shopfloor", "historian-writer")
         self.sources_prefix = system_asset(cfg.site, "sources", "x")[: -len("x")]
@@ -271,6 +272,21 @@ class PlantData:
 
         return self._cached("shift_oee", 10.0, read)
 
+    def first_record_ns(self) -> dict[str, int]:
+        """When the MES's record of each asset begins (its first state interval), cached 60 s."""
+
+        def read() -> dict[str, int]:
+            from sqlalchemy import func, select
+
+            from mes import tables as t
+
+            si = t.state_intervals.c
+            with self._mes().engine.connect() as conn:
+                rows = conn.execute(select(si.asset, func.min(si.start_ns)).group_by(si.asset)).all()
+            return {a: int(v) for a, v in rows if v is not None}
+
+        return self._cached("first_record", 60.0, read)
+
     def kpis(self, asset: str, start_ns: int, end_ns: int) -> Kpis:
         try:
             return reports.window_kpis(self._mes(), asset, start_ns, end_ns, self.cfg.timezone)[1]
@@ -282,7 +298,15 @@ class PlantData:
             raise Unavailable(f"MES: {exc}") from exc
 
     def shift_kpis(self, asset: str, start_ns: int, end_ns: int) -> list[tuple[str, int, int, Kpis]]:
-        return reports.shift_kpis(self._mes(), asset, start_ns, end_ns, self.cfg.timezone)[1]
+        """One KPI set per shift in the window; [] when no shifts are configured."""
+        if not self.cfg.mes.shifts:
+            return []
+        try:
+            return reports.shift_kpis(self._mes(), asset, start_ns, end_ns, self.cfg.timezone)[1]
+        except (NotFound, Unavailable):
+            raise
+        except Exception as exc:
+            raise Unavailable(f"MES: {exc}") from exc
 
     def alerted_assets(self) -> set[str]:
         def read() -> set[str]:
@@ -389,7 +413,211 @@ class PlantData:
                 d["ts_ns"] = max(d.get("ts_ns", 0), s.ts_ns)
         return out
 
+    # -- line, asset and maintenance pages ----------------------------------------------------------
+    def line(self, path: str | None) -> Line | None:
+        """The line at ``path`` (site/area/line); the first line when ``path`` is empty; None if unknown."""
+        if not path:
+            return self.lines[0] if self.lines else None
+        return next((ln for ln in self.lines if ln.path == path), None)
+
+    def numeric_signals(self, asset: str) -> list[Any]:
+        """The asset's configured signals (SignalConfig) that can be charted: every type but text."""
+        from shopfloor.model import SignalType
+
+        a = self.assets.get(asset)
+        return [s for s in a.signals if s.type != SignalType.TEXT] if a else []
+
+    def line_orders(self, line: str, limit: int = 50) -> list[Any]:
+        """Work orders (OrderPerformance) of the line's assets, newest first, with what each produced.
+
+        Cached 10 s: every viewer's refresh reads the same answer."""
+
+        def read() -> list[Any]:
+            repo = self._mes()
+            page = repo.orders(asset=line, limit=1)  # the total, to read the newest ``limit`` ones
+            rows = repo.orders(asset=line, limit=limit, offset=max(0, page.total - limit)).items
+            perf = {p.id: p for p in repo.performance([r["id"] for r in rows])}
+            return [perf[r["id"]] for r in reversed(rows) if r["id"] in perf]
+
+        return self._cached(f"line_orders:{line}:{limit}", 10.0, read)
+
+    def shift_kpis_of(self, asset: str) -> tuple[str, int, int, Kpis]:
+        """The KPIs of an asset or a line over the current shift so far: (shift name, start, end, kpis)."""
+        name, s, e = self.shift_window()
+
+        def read() -> tuple[str, int, int, Kpis]:
+            return name, s, e, self.kpis(asset, s, e)
+
+        return self._cached(f"shift_kpis:{asset}", 10.0, read)
+
+    def timeline(self, line: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """The MES state intervals of every asset of a line overlapping [start, end) (cached a refresh)."""
+        key = f"timeline:{line}:{start_ns // (NS * 60)}:{end_ns // (NS * 60)}"
+        return self._cached(key, self.dash.refresh_s, lambda: self.intervals(line, start_ns, end_ns))
+
+    def stops(self, asset: str, start_ns: int, end_ns: int, limit: int = 50) -> list[dict[str, Any]]:
+        """The asset's stops (every state but running) overlapping [start, end), newest first."""
+        from sqlalchemy import or_, select
+
+        from mes import tables as t
+
+        si = t.state_intervals
+        q = (
+            select(si)
+            .where(
+                si.c.asset == asset,
+                si.c.state != StateCategory.RUNNING.value,
+                si.c.start_ns < end_ns,
+                or_(si.c.end_ns.is_(None), si.c.end_ns > start_ns),
+            )
+            .order_by(si.c.start_ns.desc())
+            .limit(limit)
+        )
+        with self._mes().engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def asset_requests(self, asset: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Every maintenance request of the asset, whatever its status, newest first."""
+        return self._mes().requests(asset=asset, limit=limit).items
+
+    def analytics(self, asset: str) -> dict[str, float | None]:
+        """The asset's newest predictive-maintenance values by signal (None: no value, or a bad one)."""
+        return {n: _num(self.value(asset, n)) for n in (HEALTH, *RUL, ANOMALY)}
+
     # -- section A: line, asset and maintenance pages (add methods above this line) --
+
+    def process_signals(self, asset: str) -> list[str]:
+        """Numeric signals of ``asset`` an SPC chart makes sense of: float, with a configured range, and not
+        one the MES reads as state, reason, counter, energy or mass (those are totals, not a process)."""
+        a = self.assets.get(asset)
+        if a is None:
+            return []
+        skip: set[str] = set()
+        for m in self.cfg.mes.assets:
+            if m.path == asset:
+                skip |= set(m.signals())
+        for rule in self.cfg.mes.lots:
+            if rule.asset == asset:
+                skip |= {s for s in (rule.counter, rule.quantity, rule.reject) if s}
+        return [s.name for s in a.signals if s.type == "float" and s.range is not None and s.name not in skip]
+
+    def default_spc_signal(self, asset: str | None = None) -> tuple[str, str] | None:
+        """(asset, signal) to chart first: ``asset``, else the first asset with a process signal; of its
+        signals the first whose range is a tolerance band (width <= 10 % of its centre), else its first."""
+        if asset is None:
+            candidates = list(self.cfg.assets)
+        else:
+            candidates = [self.assets[asset]] if asset in self.assets else []
+        for a in candidates:
+            names = self.process_signals(a.path)
+            if not names:
+                continue
+            ranges = {s.name: s.range for s in a.signals if s.range is not None}
+            bands = [n for n in names if self._is_band(ranges[n])]
+            return a.path, (bands or names)[0]
+        return None
+
+    @staticmethod
+    def _is_band(rng: tuple[float, float]) -> bool:
+        """A range that reads as a tolerance band around a nominal value rather than an instrument span."""
+        lo, hi = rng
+        mid = abs(lo + hi) / 2
+        return mid > 0 and 0 < hi - lo <= 0.1 * mid
+
+    def recent_series(
+        self, asset: str, signal: str, span_ns: int, points: int = 700
+    ) -> tuple[int, int, SeriesFrame]:
+        """(start, end, frame): the last ``span_ns`` of a signal aggregated by the store into at most about
+        ``points`` bucket means, the window aligned to whole buckets; one query per refresh for all viewers."""
+
+        def read() -> tuple[int, int, SeriesFrame]:
+            every = bucket_ns(span_ns, points)
+            end = (self.now_ns() // every + 1) * every
+            return end - span_ns, end, self.series(asset, signal, end - span_ns, end, points)
+
+        return self._cached(f"series:{asset}:{signal}:{span_ns}:{points}", self.dash.refresh_s, read)
+
+    def defect_predictions(self) -> list[Sample]:
+        """The newest value of every historian signal that carries a defect prediction (named ``defect.*``)."""
+        return sorted(
+            (s for (a, sig), s in self.latest().items() if sig.startswith("defect.") and a in self.assets),
+            key=lambda s: (s.asset, s.signal),
+        )
+
+    def inspections(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest surface inspection results (quality results of source ``surface_inspection``)."""
+        from sqlalchemy import select
+
+        from mes import tables as t
+
+        q = t.quality_results
+        stmt = select(q).where(q.c.source == "surface_inspection").order_by(q.c.ts_ns.desc(), q.c.id.desc())
+        with self._mes().engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+
+    def recent_lots(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest lots, each with ``has_parents``: whether it was made from other lots (so has a trace)."""
+        from sqlalchemy import select
+
+        from mes import tables as t
+
+        made_from = select(t.lot_links.c.child).where(t.lot_links.c.child == t.lots.c.id).exists()
+        stmt = select(t.lots, made_from.label("has_parents")).order_by(t.lots.c.end_ns.desc(), t.lots.c.id)
+        with self._mes().engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+
+    def order_rows(self, scope: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest work orders at or under ``scope`` with what they produced (good, scrap, total)."""
+        from sqlalchemy import or_, select
+
+        from mes import tables as t
+
+        wo = t.work_orders.c
+        stmt = (
+            select(wo.id)
+            .where(or_(wo.asset == scope, wo.asset.startswith(scope.rstrip("/") + "/")))
+            .order_by(wo.created_ns.desc(), wo.id)
+            .limit(limit)
+        )
+        repo = self._mes()
+        with repo.engine.connect() as conn:
+            ids = list(conn.execute(stmt).scalars())
+        rows = {p.id: p.model_dump() for p in repo.performance(ids)} if ids else {}
+        return [rows[i] for i in ids if i in rows]
+
+    def mes_report(self, scope: str, hours: float) -> dict[str, Any]:
+        """The last ``hours`` of ``scope`` (a line or the site): window KPIs, per-shift KPIs (None without
+        shifts) and the stops (every non-running interval overlapping the window). Cached 10 s."""
+
+        def read() -> dict[str, Any]:
+            repo = self._mes()
+            end = self.now_ns()
+            start = end - int(hours * 3600) * NS
+            try:
+                assets, window = reports.window_kpis(repo, scope, start, end, self.cfg.timezone)
+                shifts = None
+                if self.cfg.mes.shifts:
+                    shifts = reports.shift_kpis(repo, scope, start, end, self.cfg.timezone)[1]
+                stops: list[dict[str, Any]] = []
+                for page in range(100):  # bounded: 500 000 stops
+                    got = repo.intervals(scope, start, end, stops_only=True, limit=5000, offset=5000 * page)
+                    stops += got.items
+                    if len(got.items) < 5000:
+                        break
+            except NotFound:
+                raise
+            except Exception as exc:
+                raise Unavailable(f"MES: {exc}") from exc
+            return {
+                "start": start,
+                "end": end,
+                "assets": assets,
+                "window": window,
+                "shifts": shifts,
+                "stops": stops,
+            }
+
+        return self._cached(f"mes_report:{scope}:{hours}", 10.0, read)
 
     # -- section B: quality and MES pages (add methods above this line) --
 
@@ -407,6 +635,15 @@ def _num(s: Sample | None) -> float | None:
     if s is None or s.quality == Quality.BAD or isinstance(s.value, str) or s.value != s.value:
         return None
     return float(s.value)
+
+
+def _areas(cfg: PlantConfig) -> list[Line]:
+    """Areas (site/area) in the order their first asset appears; assets in config (flow) order."""
+    order: dict[str, list[str]] = {}
+    for a in cfg.assets:
+        parts = a.path.split("/")
+        order.setdefault("/".join(parts[:2]), []).append(a.path)
+    return [Line(p, p.split("/", 1)[-1], assets) for p, assets in order.items()]
 
 
 def _lines(cfg: PlantConfig) -> list[Line]:

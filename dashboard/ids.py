@@ -26,6 +26,8 @@ LINE_TRENDS = "line-trends"
 LINE_COUNTS = "line-counts"
 LINE_ENERGY = "line-energy"
 LINE_SIGNAL = "line-signal"
+LINE_LOC = "line-location"  # the page's own location: the chosen line goes into ?line=
+LINE_NOW = "line-now"
 
 # asset
 ASSET_PICK = "asset-pick"
@@ -35,6 +37,17 @@ ASSET_CHART = "asset-chart"
 ASSET_HEALTH = "asset-health"
 ASSET_FACTS = "asset-facts"
 ASSET_MAINT = "asset-maintenance"
+ASSET_LOC = "asset-location"  # the page's own location: the chosen asset goes into ?path=
+ASSET_ZOOM = "asset-zoom"  # the zoomed window [start_ns, end_ns] of the history chart, or None
+ASSET_RESOLUTION = "asset-resolution"
+ASSET_HEALTH_CHART = "asset-health-chart"
+ASSET_HEALTH_MSG = "asset-health-msg"
+ASSET_RUL_CHART = "asset-rul-chart"
+ASSET_RUL_MSG = "asset-rul-msg"
+ASSET_ANOMALY_CHART = "asset-anomaly-chart"
+ASSET_ANOMALY_MSG = "asset-anomaly-msg"
+ASSET_REQUESTS = "asset-requests"
+ASSET_STOPS = "asset-stops"
 
 # maintenance
 MNT_TABLE = "mnt-table"
@@ -50,6 +63,11 @@ Q_VIOLATIONS = "q-violations"
 Q_INSPECTION = "q-inspection"
 Q_LOT = "q-lot"
 Q_TRACE = "q-trace"
+Q_WINDOW = "q-window"
+Q_BASELINE = "q-baseline"
+Q_RULES = "q-rules"
+Q_SPC_NOTE = "q-spc-note"
+Q_DEFECTS = "q-defects"
 
 # mes
 MES_SCOPE = "mes-scope"
@@ -57,6 +75,10 @@ MES_WATERFALL = "mes-waterfall"
 MES_PARETO = "mes-pareto"
 MES_SHIFTS = "mes-shifts"
 MES_ORDERS = "mes-orders"
+MES_WINDOW = "mes-window"
+MES_SHIFT = "mes-shift"
+MES_KPIS = "mes-kpis"
+MES_MESSAGE = "mes-message"
 
 # system
 SYS_WRITER = "sys-writer"

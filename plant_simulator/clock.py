@@ -27,11 +27,12 @@ def parse_start(text: str | None) -> int:
 
 @dataclass
 class SimClock:
-    """Maps wall time to simulated time: ``sim = start + speed * (wall - wall0)``."""
+    """Maps wall time to simulated time: ``sim = start + first_step + speed * (wall - wall0)``."""
 
     start_ns: int
     speed: float = 1.0
     wall0_ns: int = field(default_factory=time.monotonic_ns)
+    first_step: int = 0  # the step served when the clock starts (a plant computed ahead offline)
 
     def __post_init__(self) -> None:
         if not 0 < self.speed <= 1_000_000:
@@ -43,7 +44,7 @@ class SimClock:
 
     def step_now(self) -> int:
         """Index of the last completed model step."""
-        return int(self.sim_seconds())
+        return self.first_step + int(self.sim_seconds())
 
     def ts_ns(self, step: int) -> int:
         return self.start_ns + step * STEP_S * NS

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from plant_simulator.clock import NS, SimClock
+from plant_simulator.clock import BLOCK_STEPS, NS, SimClock
 from plant_simulator.online import OnlinePlant, Publisher, Sink
 from plant_simulator.plant import Plant, default_plant
 from plant_simulator.state import DEFAULT_STATE_DIR, ClockLease, StateError, resume_start_ns
@@ -162,7 +162,8 @@ class SimulatorService:
                 check_port(protocol, o.host, port)
         lease = self._lease()
         online = self.online = OnlinePlant(plant)
-        await online.column(0)  # compute the first block before anything listens
+        first = plant.next_block * BLOCK_STEPS  # 0, or after the hours a back-fill computed already
+        await online.column(first)  # compute the first block before anything listens
         sinks: list[Sink] = []
         quiet = _DropStartTraceback()
         asyncua_log = logging.getLogger("asyncua.server.server")
@@ -200,8 +201,10 @@ class SimulatorService:
                 self._stack.push_async_callback(ua_srv.stop)
                 await ua_srv.setup()
                 sinks.append(ua_srv)
-            self.publisher = Publisher(online, SimClock(plant.start_ns, o.speed), sinks, o.tick_s, lease)
-            await self.publisher.publish_step(0)
+            self.publisher = Publisher(
+                online, SimClock(plant.start_ns, o.speed, first_step=first), sinks, o.tick_s, lease
+            )
+            await self.publisher.publish_step(first)
             if mb is not None:
                 try:
                     await mb.start()
@@ -222,7 +225,8 @@ class SimulatorService:
             raise
         finally:
             asyncua_log.removeFilter(quiet)
-        self.publisher.clock = SimClock(plant.start_ns, o.speed)  # step 0 is now, when serving begins
+        # the first step is now, when serving begins
+        self.publisher.clock = SimClock(plant.start_ns, o.speed, first_step=first)
         self._task = asyncio.create_task(self.publisher.run(), name="plant-simulator")
         log.info(
             "simulating %d assets at %gx from %s: OPC UA %s, Modbus TCP %s",

@@ -32,7 +32,13 @@ def tile_view(t: Tile) -> html.A:
     oee = "–" if t.oee is None else f"{100 * t.oee:.0f} %"
     return html.A(
         [
-            html.Div([*badges, html.Span(t.name, className="name")]),
+            html.Div(
+                [
+                    *badges,
+                    html.Span(t.name, className="name"),
+                    html.Span(f"  {t.line.rsplit('/', 1)[-1]}", className="desc"),
+                ]
+            ),
             html.Div(t.description, className="desc", title=t.description),
             html.Div(state, className="state", **{"data-state": "stale" if t.stale else t.state}),
             html.Div(
@@ -58,7 +64,7 @@ def plant_map(ctx: Context) -> list[Any]:
     except Unavailable as exc:
         return [unavailable(i18n.t("sys.historian_down", why=str(exc)))]
     out: list[Any] = []
-    for ln in ctx.data.lines:
+    for ln in ctx.data.areas:
         flow: list[Any] = []
         for i, path in enumerate(ln.assets):
             if i:

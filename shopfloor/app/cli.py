@@ -121,11 +121,27 @@ def cmd_connectors_list(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from shopfloor.app import dashboard_cli
+
+    return dashboard_cli.cmd_dashboard(args, _load, _run)
+
+
 # -- demo / simulate -----------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from shopfloor.app.demo import run_demo
 
-    return _run("demo", run_demo(args.config, duration_s=args.duration, speed=args.speed))
+    return _run(
+        "demo",
+        run_demo(
+            args.config,
+            duration_s=args.duration,
+            speed=args.speed,
+            port=args.port,
+            historian=args.historian,
+            history_days=args.history_days,
+        ),
+    )
 
 
 def _simulator() -> object | None:
@@ -321,6 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)"
     )
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
+    demo.add_argument("--port", type=int, help="the dashboard's port (default: dashboard.port, 8050)")
+    demo.add_argument(
+        "--history-days",
+        type=float,
+        default=35.0,
+        help="first start only: days of history simulated into the store and trained on (0: none)",
+    )
+    demo.add_argument(
+        "--historian",
+        help="historian URL instead of the config's, e.g. influxdb-v1+http://127.0.0.1:8086/shopfloor",
+    )
     demo.set_defaults(func=cmd_demo)
 
     sim = _simulator()
@@ -338,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     from shopfloor.app import analytics_args
 
     analytics_args.add_arguments(sub, cmd_analytics)
+
+    from shopfloor.app import dashboard_cli
+
+    dashboard_cli.add_arguments(sub, cmd_dashboard)
 
     spool = sub.add_parser("spool", help="inspect the historian spool and its quarantine")
     spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)

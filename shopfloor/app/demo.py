@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -22,8 +24,8 @@ from plant_simulator.service import (
     plant_for,
     resume_start_ns,
 )
-from plant_simulator.state import ClockLease
-from shopfloor.app.acquisition import Acquisition, load_plant
+from plant_simulator.state import ClockLease, read_state
+from shopfloor.app.acquisition import Acquisition
 from shopfloor.app.pipeline import leave, live_stream
 from shopfloor.batch import SampleBatch
 from shopfloor.bus import Bus
@@ -32,6 +34,7 @@ from shopfloor.model import SignalType, now_ns
 from shopfloor.service import Service, ServiceRunner
 
 log = logging.getLogger(__name__)
+NS = 1_000_000_000
 
 Source = Callable[[int, int], SampleBatch]  # (start_ns, end_ns) -> samples in [start, end)
 
@@ -210,14 +213,77 @@ def analytics_services(cfg: PlantConfig, bus: Bus, models_path: Path = DEMO_MODE
     return [svc]
 
 
-async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float = 60.0) -> int:
+def load_demo(
+    config_path: str | Path,
+    speed: float,
+    port: int | None = None,
+    historian: str | None = None,
+    history_days: float = 0.0,
+) -> tuple[PlantConfig, Any]:
+    """The plant config with the demo's overrides: another historian, the dashboard's port, and the
+    dashboard's clock on the data (simulated time runs ahead of the wall clock)."""
+    from shopfloor.config.load import load_yaml, validate_document
+    from shopfloor.config.sources import validate_sources
+
+    doc = load_yaml(config_path)
+    if isinstance(doc.data, dict):
+        data = dict(doc.data)
+        if historian:
+            data["historian"] = {**(data.get("historian") or {}), "url": historian}
+        dash = dict(data.get("dashboard") or {})
+        if port is not None:
+            dash["port"] = port
+        if speed != 1:
+            dash.setdefault("clock", "data")
+        data["dashboard"] = dash
+        if history_days > 0 and isinstance(data.get("mes"), dict):
+            # the MES derives the history's last day on the first start (its lot genealogy costs a few
+            # milliseconds per part, so weeks of parts would hold the screen empty for minutes)
+            data["mes"] = {"catch_up_days": min(1.0, history_days), **data["mes"]}
+        doc = replace(doc, data=data)
+    cfg = validate_document(doc)
+    return cfg, validate_sources(cfg, doc)
+
+
+def demo_login(cfg: PlantConfig) -> tuple[str, str | None]:
+    """The demo's login: user ``demo`` (engineer) with a password made on first start and kept, mode 600,
+    beside the users file, so it can be printed again. (None if the users file has other users.)"""
+    import os
+    import secrets
+
+    from dashboard.auth import Users
+
+    users = Users(cfg.dashboard.users_file)
+    keep = Path(cfg.dashboard.users_file).with_name("demo-password")
+    if keep.exists() and users.get("demo") is not None:
+        return "demo", keep.read_text(encoding="utf-8").strip()
+    if users.names() and users.get("demo") is None:
+        return "", None  # a plant's own users: the demo adds nobody
+    password = secrets.token_urlsafe(9)
+    users.set("demo", "engineer", password)
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(password + "\n")
+    return "demo", password
+
+
+async def run_demo(
+    config_path: str | Path,
+    duration_s: float = 0,
+    speed: float = 60.0,
+    port: int | None = None,
+    historian: str | None = None,
+    history_days: float = 0.0,
+) -> int:
     """The whole pipeline in one process, until Ctrl-C (or ``duration_s``).
 
     The virtual plant serves OPC UA/Modbus on the ports the config's sources name, the acquisition
     service reads them through the real connectors, the writer stores into the configured historian.
     If the config has no enabled sources, the plant model feeds the bus directly instead.
     """
-    cfg, sources = load_plant(config_path)
+    first = read_state(DEFAULT_STATE_DIR) is None
+    cfg, sources = load_demo(config_path, speed, port, historian, history_days if first else 0.0)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # the simulator's demo endpoints are unsecured on purpose; asyncua warns about that at length
         logging.getLogger("asyncua").setLevel(logging.ERROR)
@@ -239,10 +305,20 @@ async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float 
         )
     # the plant resumes after the simulated time earlier runs served (kept in var/state/simulator),
     # so a second demo never overwrites what the first one stored
+    first_start = read_state(DEFAULT_STATE_DIR) is None
     start = resume_start_ns(DEFAULT_STATE_DIR, now_ns())
     if sources:
         opcua_port, modbus_port = _endpoint_ports(cfg)
-        plant = plant_for(cfg, start_ns=start)
+        if first_start and history_days > 0:
+            from shopfloor.app import demo_history
+
+            # the plant of the live demo, started history_days ago and computed up to now offline
+            plant = plant_for(cfg, start_ns=start - int(history_days * 86400) * NS)
+            await demo_history.back_fill(cfg, plant, history_days)
+            if not Path("var/analytics/models.npz").exists():
+                await asyncio.to_thread(demo_history.train_on_history)
+        else:
+            plant = plant_for(cfg, start_ns=start)
         options = SimulatorOptions(
             speed=speed, opcua_port=opcua_port, modbus_port=modbus_port, state_dir=DEFAULT_STATE_DIR
         )
@@ -261,6 +337,13 @@ async def run_demo(config_path: str | Path, duration_s: float = 0, speed: float 
         services.append(ModelFeed(feed, bus, speed, start, DEFAULT_STATE_DIR))
         print(f"No enabled sources: the plant model feeds the historian directly at {speed:g}x.")
     services += analytics_services(cfg, bus)
+    from dashboard.server import DashboardService
+
+    dash = DashboardService(cfg)
+    services.append(dash)
+    user, password = demo_login(cfg)
+    login = f"log in as {user} / {password}" if password else f"users: {cfg.dashboard.users_file}"
+    print(f"Dashboard: {dash.url} — {login}")
     print(f"Ctrl-C stops. Spool: {Path(cfg.historian.spool.dir).resolve()}", flush=True)
 
     runner = ServiceRunner(

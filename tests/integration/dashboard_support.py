@@ -44,7 +44,7 @@ class History:
 def write_config(tmp: Path, plant: Plant, **dashboard: object) -> Path:
     doc = json.loads(json.dumps(plant_config(plant)))
     doc["sources"] = []
-    doc["historian"] = {"url": f"sqlite:///{tmp / 'h.db'}", "spool": {"dir": str(tmp / 'spool')}}
+    doc["historian"] = {"url": f"sqlite:///{tmp / 'h.db'}", "spool": {"dir": str(tmp / "spool")}}
     doc["mes"]["database"] = f"sqlite:///{tmp / 'mes.db'}"
     doc["dashboard"] = {
         "users_file": str(tmp / "users.json"),
@@ -76,10 +76,12 @@ async def _fill(cfg: PlantConfig, plant: Plant, hours: int) -> None:
     )
     await mes.start()
     try:
-        for _ in range(600):  # bounded: until the MES has derived up to the end of the history
+        end = plant.start_ns + (hours * 3600 - 120) * NS
+        assets = [m.path for m in cfg.mes.assets]
+        for _ in range(900):  # bounded: until the MES has derived every asset up to the end of the history
             await asyncio.sleep(0.2)
-            newest = await asyncio.to_thread(mes.repo.newest_ns, cfg.assets[0].path)
-            if newest is not None and newest >= plant.start_ns + (hours * 3600 - 120) * NS:
+            newest = await asyncio.to_thread(lambda: [mes.repo.newest_ns(a) for a in assets])
+            if mes.catch_ups >= 2 and all(n is not None and n >= end for n in newest):
                 break
     finally:
         await mes.stop()
@@ -110,6 +112,8 @@ def serve(cfg: PlantConfig) -> Iterator[DashboardService]:
 
 def login(url: str, role: str) -> requests.Session:
     s = requests.Session()
-    r = s.post(url + "login", data={"username": role, "password": PASSWORD[role]}, timeout=10, allow_redirects=False)
+    r = s.post(
+        url + "login", data={"username": role, "password": PASSWORD[role]}, timeout=10, allow_redirects=False
+    )
     assert r.status_code == 302, r.text[:300]
     return s

@@ -4,7 +4,6 @@ renders for a logged-in user, and the live tiles carry the state the historian h
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -27,7 +26,11 @@ def dash_url(hist: History) -> Iterator[str]:
 
 
 def test_every_route_refuses_an_anonymous_request(dash_url: str) -> None:
-    for path in ("_dash-layout", "_dash-dependencies", "_dash-component-suites/dash/dcc/dash_core_components.js"):
+    for path in (
+        "_dash-layout",
+        "_dash-dependencies",
+        "_dash-component-suites/dash/dcc/dash_core_components.js",
+    ):
         assert requests.get(dash_url + path, timeout=10, allow_redirects=False).status_code == 401, path
     r = requests.post(dash_url + "_dash-update-component", json={"output": "x", "inputs": []}, timeout=10)
     assert r.status_code == 401

@@ -48,6 +48,10 @@ def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
         "8",
         "--speed",
         "30",
+        "--port",
+        str(free_port()),
+        "--history-days",
+        "0",
     ]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
@@ -77,8 +81,8 @@ def test_demo_runs_the_pipeline_and_stores_every_signal(tmp_path: Path) -> None:
 
 def run_demo(tmp_path: Path, config: Path, url: str, seconds: int = 6) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SHOPFLOOR_HISTORIAN_URL": url}
-    cmd = [sys.executable, "-m", "shopfloor.app.cli", "demo", "--config", str(config),
-           "--duration", str(seconds), "--speed", "30"]  # fmt: skip
+    cmd = [sys.executable, "-m", "shopfloor.app.cli", "demo", "--config", str(config), "--port", str(free_port()),
+           "--history-days", "0", "--duration", str(seconds), "--speed", "30"]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return out.stdout

@@ -464,8 +464,8 @@ async def test_browse_pattern_matching_nothing_says_so_with_an_example(sim, tmp_
     )
     out, err = io.StringIO(), io.StringIO()
     assert await browse.browse(args, out, err) == 0
-    assert "matched 0 of 229 number, boolean or text variables" in err.getvalue()
-    assert "matched 0 of 229" in out.getvalue()
+    assert "matched 0 of 231 number, boolean or text variables" in err.getvalue()
+    assert "matched 0 of 231" in out.getvalue()
     example = err.getvalue().split("--pattern '", 1)[1].split("'", 1)[0]
     args = parser.parse_args(
         [srv.endpoint, "--pattern", example, "--state-dir", str(tmp_path), "--format", "yaml", *UNSECURED]

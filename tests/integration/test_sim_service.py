@@ -147,7 +147,7 @@ async def test_the_first_values_a_client_reads_are_the_models_at_simulated_time(
     await svc.start()
     signals = [(a, s.name) for a in plant.assets for s in plant.signals(a)]
     values = await read_stamps(svc.options.opcua_port, signals)  # straight after start
-    assert len(values) == len(signals) == 229
+    assert len(values) == len(signals) == 231
     for (asset, name), dv in zip(signals, values, strict=True):
         assert dv.StatusCode.value != ua.StatusCodes.BadWaitingForInitialData, (asset, name)
         assert 0 <= (ns_of(dv) - start) // NS < 60, (asset, name, dv.SourceTimestamp)
@@ -207,7 +207,7 @@ def serve_briefly(tmp_path: Path, *extra: str, stop: signal.Signals = signal.SIG
             if "simulating 14 assets" in line:
                 break
         proc.send_signal(stop)
-        _, rest = proc.communicate(timeout=60)
+        _, rest = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
