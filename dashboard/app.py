@@ -10,12 +10,36 @@ from pathlib import Path
 
 import dash
 from dash import Dash, Input, Output, State, dcc, html
+from flask import current_app
 
 from dashboard import auth, i18n, ids
 from dashboard.context import Context
 
 PAGES = ("plant", "line", "asset", "maintenance", "quality", "mes", "system")
 ASSETS = Path(__file__).with_name("assets")
+
+
+def _bind_layouts(app: Dash) -> None:
+    """Dash keeps one page registry per process: each app keeps its own page layouts on its server, and
+    the registry's layout asks the app serving the request for its own (two apps in one process, as in
+    the tests, each render with their own data)."""
+    own = {}
+    for page in dash.page_registry.values():
+        layout = page["layout"]
+        if getattr(layout, "_shopfloor_dispatch", False):
+            layout = page["_shopfloor_layout"]
+        own[page["module"]] = layout
+    app.server.config["SHOPFLOOR_LAYOUTS"] = own
+
+    for page in dash.page_registry.values():
+        module = page["module"]
+        page["_shopfloor_layout"] = own[module]
+
+        def dispatch(module: str = module, **query: str) -> object:
+            return current_app.config["SHOPFLOOR_LAYOUTS"][module](**query)
+
+        dispatch._shopfloor_dispatch = True  # type: ignore[attr-defined]
+        page["layout"] = dispatch
 
 
 def create_app(ctx: Context, *, key: bytes) -> Dash:
@@ -41,6 +65,7 @@ def create_app(ctx: Context, *, key: bytes) -> Dash:
     )
     for name in PAGES:
         importlib.import_module(f"dashboard.pages.{name}").register(app, ctx)
+    _bind_layouts(app)
 
     def shell() -> html.Div:
         user = ctx.user()

@@ -46,7 +46,8 @@ class Tile:
     state: str  # a StateCategory value
     oee: float | None
     alarm: bool
-    alert: bool  # an open predictive-maintenance or sensor-fault request
+    alert: bool  # a predicted failure: an equipment alert raised and not cleared
+    sensor_fault: bool = False  # a sensor of it is suspected (an instrument ticket, not a failure)
     health: float | None
     age_s: float | None  # how old its newest sample is, in plant time
     stale: bool
@@ -203,7 +204,7 @@ class PlantData:
 
     def tiles(self) -> list[Tile]:
         oee = self.shift_oee()
-        alerts = self.alerted_assets()
+        alerts = self.active_alerts()
         out = []
         for ln in self.lines:
             for path in ln.assets:
@@ -227,7 +228,8 @@ class PlantData:
                             and alarm.value not in (0, 0.0)
                             and alarm.value == alarm.value
                         ),
-                        alert=path in alerts,
+                        alert="equipment" in alerts.get(path, ()),
+                        sensor_fault="sensor_fault" in alerts.get(path, ()),
                         health=_num(health),
                         age_s=age,
                         stale=stale,
@@ -308,20 +310,34 @@ class PlantData:
         except Exception as exc:
             raise Unavailable(f"MES: {exc}") from exc
 
-    def alerted_assets(self) -> set[str]:
-        def read() -> set[str]:
-            if self.repo is None:
-                return set()
+    def active_alerts(self) -> dict[str, set[str]]:
+        """Asset -> kinds ('equipment', 'sensor_fault') of the analytics alerts raised and not yet cleared,
+        from the ALARM events of the last 30 days (cached one refresh). An old request that is still open
+        in the MES is maintenance's to close; it does not make the tile light up."""
+
+        def read() -> dict[str, set[str]]:
+            now = self.now_ns()
             try:
-                out: set[str] = set()
-                for status in ("open", "acknowledged"):
-                    out |= {r["asset"] for r in self.repo.requests(status=status, limit=1000).items}
-                return out
-            except Exception as exc:
-                log.warning("dashboard: maintenance requests not available: %s", exc)
-                return set()
+                events = self.reader.query_events(now - 30 * 86400 * NS, now + NS, None, EventKind.ALARM)
+            except (StoreError, TimeoutError) as exc:
+                log.warning("dashboard: alerts not available: %s", exc)
+                return {}
+            last: dict[tuple[str, str], str] = {}
+            for ev in events:  # in time order: the last event of each alert says whether it is up
+                code = ev.code or ""
+                if ev.key.startswith("pdm:") and code.startswith("pdm_"):
+                    last[(ev.asset, ev.key)] = code
+            out: dict[str, set[str]] = {}
+            for (asset, _key), code in last.items():
+                if code.endswith("_raise"):
+                    out.setdefault(asset, set()).add(code[len("pdm_") : -len("_raise")])
+            return out
 
         return self._cached("alerts", self.dash.refresh_s, read)
+
+    def alerted_assets(self) -> set[str]:
+        """Assets with an equipment alert up now (a predicted failure)."""
+        return {a for a, kinds in self.active_alerts().items() if "equipment" in kinds}
 
     def requests(
         self, statuses: tuple[str, ...] = ("open", "acknowledged"), limit: int = 200

@@ -96,7 +96,7 @@ def kind_label(kind: str) -> str:
 
 def dropdown(options: list[dict[str, str]], value: str | None, cid: str) -> dcc.Dropdown:
     """A single-choice dropdown with its own words (search, nothing found) in the current language."""
-    labels = {
+    labels: Any = {
         "search": i18n.t("dropdown.search"),
         "clear_search": i18n.t("dropdown.clear_search"),
         "no_options_found": i18n.t("dropdown.none_found"),
@@ -267,7 +267,8 @@ def facts(ctx: Context, asset: str | None, signal: str | None) -> list[Any]:
     kv: list[Any] = []
     for k, v in rows:
         kv += [html.Div(k, className="k"), html.Div(v, className="v")]
-    return [html.Div(kv, className="sf-kv", **{"data-stale": "1" if stale else "0"})]
+    marks: dict[str, Any] = {"data-stale": "1" if stale else "0"}
+    return [html.Div(kv, className="sf-kv", **marks)]
 
 
 def _series_or_none(ctx: Context, asset: str, signal: str, start: int, end: int) -> Any:

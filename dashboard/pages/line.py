@@ -278,7 +278,7 @@ def layout_for(ctx: Context, path: str | None) -> html.Div:
         className="sf-controls",
         style=DARK_CONTROLS,
     )
-    graph = {"displaylogo": False}
+    graph: Any = {"displaylogo": False}
     return html.Div(
         [
             *head,

@@ -70,7 +70,7 @@ def _actions(r: dict[str, Any], may: bool) -> list[html.Button]:
 
 def row_view(ctx: Context, r: dict[str, Any], may: bool) -> html.Tr:
     evidence = ", ".join(str(e) for e in (r.get("evidence") or [])[:6]) or "–"
-    cells = [
+    cells: list[Any] = [
         dcc.Link(
             r["asset"].rsplit("/", 1)[-1], href=f"/asset?path={quote(r['asset'], safe='')}", title=r["asset"]
         ),
@@ -85,9 +85,10 @@ def row_view(ctx: Context, r: dict[str, Any], may: bool) -> html.Tr:
         html.Div(_actions(r, may), style={"display": "flex", "gap": ".4rem"}),
     ]
     numeric = {4, 6}
+    marks: dict[str, Any] = {"data-request": str(r["id"]), "data-status": r["status"]}
     return html.Tr(
         [html.Td(c, className="num" if i in numeric else None) for i, c in enumerate(cells)],
-        **{"data-request": str(r["id"]), "data-status": r["status"]},
+        **marks,
     )
 
 

@@ -27,19 +27,15 @@ def tile_view(t: Tile) -> html.A:
         badges.append(html.Span(i18n.t("alarm"), className="badge"))
     if t.alert:
         badges.append(html.Span(i18n.t("alert"), className="badge"))
+    if t.sensor_fault:
+        badges.append(html.Span(i18n.t("sensor_fault"), className="badge sensor"))
     state = i18n.t("stale") if t.stale else i18n.state_label(t.state)
     health = "–" if t.health is None or t.stale else f"{t.health:.2f}"
     oee = "–" if t.oee is None else f"{100 * t.oee:.0f} %"
     return html.A(
         [
-            html.Div(
-                [
-                    *badges,
-                    html.Span(t.name, className="name"),
-                    html.Span(f"  {t.line.rsplit('/', 1)[-1]}", className="desc"),
-                ]
-            ),
-            html.Div(t.description, className="desc", title=t.description),
+            html.Div([html.Span(t.name, className="name"), html.Span(badges)], className="top"),
+            html.Div(f"{t.line.rsplit('/', 1)[-1]} · {t.description}", className="desc", title=t.description),
             html.Div(state, className="state", **{"data-state": "stale" if t.stale else t.state}),
             html.Div(
                 [html.Span(f"{i18n.t('oee.short')} {oee}"), html.Span(f"♥ {health}", title=i18n.t("health"))],

@@ -399,11 +399,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def serves(args: argparse.Namespace) -> bool:
+    """Whether the command runs servers or sockets until stopped (demo, dashboard, acquire, ...)."""
+    cmd = getattr(args, "command", None)
+    if cmd in ("demo", "acquire", "simulate"):
+        return True
+    if cmd == "dashboard":
+        return getattr(args, "dashboard_command", None) != "user"
+    sub = {"dashboard": "dashboard_command", "mes": "mes_command", "analytics": "analytics_command"}
+    return cmd in sub and getattr(args, sub[cmd], None) in ("serve", "run")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    if hasattr(signal, "SIGPIPE"):  # `shopfloor ... | head` ends quietly, like other CLI tools
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGPIPE") and not serves(args):
+        # `shopfloor historian query ... | head` ends quietly, like other CLI tools. Never for a command
+        # that serves: there a browser closing its socket mid-response would kill the whole process.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_library_logs(verbose=args.verbose)
     if not getattr(args, "func", None):
