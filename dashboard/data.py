@@ -47,7 +47,7 @@ class Tile:
     oee: float | None
     alarm: bool
     alert: bool  # a predicted failure: an equipment alert raised and not cleared
-    sensor_fault: bool = False  # a sensor of it is suspected (an instrument ticket, not a failure)
+    sensor_fault: bool  # a sensor of it is suspected (an instrument ticket, not a failure)
     health: float | None
     age_s: float | None  # how old its newest sample is, in plant time
     stale: bool
