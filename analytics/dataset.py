@@ -195,6 +195,18 @@ def to_grid(
         return np.where(c > 0, s / np.maximum(c, 1), np.nan), c
 
 
+def hold_unchanged(grid: np.ndarray, present: np.ndarray, delivering: np.ndarray) -> np.ndarray:
+    """Report by exception: a step where a signal has no sample at all while its asset delivered others
+    holds the signal's last value (an OPC UA subscription sends only changes; a counter that did not
+    move sends nothing). A step with samples keeps its value (NaN if they were all Bad: a dead sensor
+    stays dead), and a step where the whole asset was silent stays NaN (an outage, not a held value)."""
+    n = grid.shape[-1]
+    last = np.where(present, np.arange(n), -1)
+    np.maximum.accumulate(last, axis=-1, out=last)
+    held = np.where(last >= 0, np.take_along_axis(grid, np.maximum(last, 0), axis=-1), np.nan)
+    return np.where(~present & delivering, held, grid)
+
+
 def load_table_dir(
     root: Path,
     maps: Mapping[str, SignalMap] | None = None,

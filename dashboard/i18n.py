@@ -55,7 +55,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "alarm": ("alarm", "报警"),
     "alarms": ("alarms", "报警"),
     "alert": ("alert", "预警"),
-    "sensor_fault": ("sensor?", "传感器故障"),
+    "sensor_fault": ("sensor fault", "传感器故障"),
     "state": ("state", "状态"),
     "asset": ("asset", "设备"),
     "assets": ("assets", "设备"),

@@ -34,7 +34,7 @@ def tile_view(t: Tile) -> html.A:
     oee = "–" if t.oee is None else f"{100 * t.oee:.0f} %"
     return html.A(
         [
-            html.Div([html.Span(t.name, className="name"), html.Span(badges)], className="top"),
+            html.Div(t.name, className="name", title=t.path),
             html.Div(f"{t.line.rsplit('/', 1)[-1]} · {t.description}", className="desc", title=t.description),
             html.Div(state, className="state", **{"data-state": "stale" if t.stale else t.state}),
             html.Div(
@@ -45,6 +45,7 @@ def tile_view(t: Tile) -> html.A:
                 f"{i18n.t('data_age')} {duration(t.age_s)}",
                 className="facts",
             ),
+            html.Div(badges, className="badges"),
         ],
         href=f"/asset?path={quote(t.path, safe='')}",
         className=" ".join(classes),

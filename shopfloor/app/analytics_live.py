@@ -20,7 +20,7 @@ import numpy as np
 
 from analytics import pdm, store
 from analytics.alerts import AlertRule, Tracker
-from analytics.dataset import NS, AssetFrame, to_grid
+from analytics.dataset import NS, AssetFrame, hold_unchanged, to_grid
 from analytics.features import compute
 from analytics.health import HealthModel, NotEnoughData
 from historian.reader import HistorianReader
@@ -184,20 +184,28 @@ class AnalyticsService:
         n = int((end_ns - t0) // step_ns)
         if n <= 0:
             return None
-        rows, names = [], []
-        for sig in plan.signals:
-            f = await self.reader.query_agg(plan.asset, sig, t0, t0 + n * step_ns, step_ns, "mean")
+        end = t0 + n * step_ns
+        rows, present, names = [], [], []
+        for sig in [*plan.signals, *([plan.state] if plan.state else [])]:
+            fn = "last" if sig == plan.state else "mean"
+            f = await self.reader.query_agg(plan.asset, sig, t0, end, step_ns, fn)
             grid, _ = to_grid(f.ts, f.value, t0, step_ns, n)
+            c = await self.reader.query_agg(plan.asset, sig, t0, end, step_ns, "count", include_bad=True)
+            counts, _ = to_grid(c.ts, c.value, t0, step_ns, n)
             rows.append(grid)
+            present.append(np.nan_to_num(counts) > 0)
             names.append(sig)
+        # a signal that did not change sent nothing (report by exception): it holds its value wherever the
+        # asset delivered something else; only a step with nothing from the whole asset is a gap
+        values = hold_unchanged(np.vstack(rows), np.vstack(present), np.vstack(present).any(axis=0))
         running = None
         if plan.state:
-            f = await self.reader.query_agg(plan.asset, plan.state, t0, t0 + n * step_ns, step_ns, "last")
-            grid, _ = to_grid(f.ts, f.value, t0, step_ns, n)
-            running = np.isin(np.round(np.nan_to_num(grid, nan=-1)), plan.running)
+            state = values[-1]
+            values, names = values[:-1], names[:-1]
+            running = np.isin(np.round(np.nan_to_num(state, nan=-1)), plan.running)
         ts = t0 + np.arange(n, dtype=np.int64) * step_ns
         return AssetFrame(
-            plan.asset, plan.kind, self.opt.step_s, ts, names, [""] * len(names), np.vstack(rows), running
+            plan.asset, plan.kind, self.opt.step_s, ts, names, [""] * len(names), values, running
         )
 
     async def _health(self, plan: AssetPlan, first_ns: int, newest_ns: int) -> HealthModel | None:
