@@ -187,8 +187,9 @@ class AnalyticsService:
         end = t0 + n * step_ns
         rows, present, names = [], [], []
         for sig in [*plan.signals, *([plan.state] if plan.state else [])]:
-            fn = "last" if sig == plan.state else "mean"
-            f = await self.reader.query_agg(plan.asset, sig, t0, end, step_ns, fn)
+            f = await self.reader.query_agg(
+                plan.asset, sig, t0, end, step_ns, "last" if sig == plan.state else "mean"
+            )
             grid, _ = to_grid(f.ts, f.value, t0, step_ns, n)
             c = await self.reader.query_agg(plan.asset, sig, t0, end, step_ns, "count", include_bad=True)
             counts, _ = to_grid(c.ts, c.value, t0, step_ns, n)
@@ -197,7 +198,8 @@ class AnalyticsService:
             names.append(sig)
         # a signal that did not change sent nothing (report by exception): it holds its value wherever the
         # asset delivered something else; only a step with nothing from the whole asset is a gap
-        values = hold_unchanged(np.vstack(rows), np.vstack(present), np.vstack(present).any(axis=0))
+        seen = np.vstack(present)
+        values = hold_unchanged(np.vstack(rows), seen, np.asarray(seen.any(axis=0)))
         running = None
         if plan.state:
             state = values[-1]

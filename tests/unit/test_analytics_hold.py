@@ -21,5 +21,7 @@ def test_a_signal_that_sent_nothing_holds_while_its_asset_delivers_and_a_gap_sta
     out = hold_unchanged(grid, present, delivering)
     assert np.array_equal(out[0], [5.0, 5.0, 5.0, 7.0, 7.0, nan], equal_nan=True)
     assert np.array_equal(out[1], [1.0, 2.0, nan, 3.0, 3.0, nan], equal_nan=True)  # Bad stays NaN
-    bad_then_silent = hold_unchanged(np.array([[nan, nan]]), np.array([[True, False]]), np.array([True, True]))
+    bad_then_silent = hold_unchanged(
+        np.array([[nan, nan]]), np.array([[True, False]]), np.array([True, True])
+    )
     assert np.isnan(bad_then_silent).all()  # after Bad samples, silence holds no value either
