@@ -41,10 +41,10 @@ class History:
     end_ns: int
 
 
-def write_config(tmp: Path, plant: Plant, **dashboard: object) -> Path:
+def write_config(tmp: Path, plant: Plant, historian: str | None = None, **dashboard: object) -> Path:
     doc = json.loads(json.dumps(plant_config(plant)))
     doc["sources"] = []
-    doc["historian"] = {"url": f"sqlite:///{tmp / 'h.db'}", "spool": {"dir": str(tmp / "spool")}}
+    doc["historian"] = {"url": historian or f"sqlite:///{tmp / 'h.db'}", "spool": {"dir": str(tmp / "spool")}}
     doc["mes"]["database"] = f"sqlite:///{tmp / 'mes.db'}"
     doc["dashboard"] = {
         "users_file": str(tmp / "users.json"),
@@ -87,11 +87,14 @@ async def _fill(cfg: PlantConfig, plant: Plant, hours: int) -> None:
         await mes.stop()
 
 
-def history(tmp: Path, hours: int = 6, seed: int = 3, **dashboard: object) -> History:
-    """``hours`` of the default plant, ending about now, in a SQLite historian and MES under ``tmp``."""
+def history(
+    tmp: Path, hours: int = 6, seed: int = 3, historian: str | None = None, **dashboard: object
+) -> History:
+    """``hours`` of the default plant, ending about now, in a historian (SQLite under ``tmp`` unless
+    ``historian`` is another URL) and an SQLite MES under ``tmp``."""
     start = (now_ns() // NS - hours * 3600) * NS
     plant = default_plant(seed=seed, start_ns=start)
-    path = write_config(tmp, plant, **dashboard)
+    path = write_config(tmp, plant, historian, **dashboard)
     cfg = load_plant_config(path)
     asyncio.run(_fill(cfg, plant, hours))
     users = auth.Users(cfg.dashboard.users_file)

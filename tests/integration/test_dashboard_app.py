@@ -3,11 +3,14 @@ renders for a logged-in user, and the live tiles carry the state the historian h
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from dashboard_support import History, history, login, serve
+from dashboard_support import NS, History, history, login, serve
 
 from dashboard.server import DashboardService
 
@@ -85,3 +88,35 @@ def test_tiles_show_the_state_the_historian_holds(hist: History) -> None:
         del Context
     finally:
         svc.stop_sync()
+
+
+def test_the_same_pages_work_on_influxdb(tmp_path: Path, influxd: Any, influx_db: str) -> None:
+    """A real influxd (v1 API) as the historian: the tiles carry the stored states, charts get at most the
+    buckets they asked for, and the pages and the live plant-map callback answer through the server."""
+    from dashboard.data import PlantData
+
+    url = f"influxdb-v1+{influxd.base_url}/{influx_db}"
+    h = history(tmp_path, hours=3, historian=url)
+    with serve(h.cfg) as svc:
+        assert svc.reader is not None
+        data = PlantData(h.cfg, svc.reader, None)
+        tiles = {t.path: t for t in data.tiles()}
+        end = h.plant.block(h.plant.next_block - 1)
+        for path, t in tiles.items():
+            code = int(end.values[path][h.plant.signal_index(path, "state"), -10])
+            assert t.state == str(h.cfg.mes.state_codes[code]), path
+        asset = h.cfg.assets[0].path
+        frame = data.series(asset, "power", h.end_ns - 3 * 3600 * NS, h.end_ns, points=100)
+        assert 50 <= len(frame) <= 100 and (frame.value == frame.value).all()
+        s = login(svc.url, "viewer")
+        for page in PAGES:
+            assert s.get(svc.url + page.lstrip("/"), timeout=30).status_code == 200, page
+        body = {
+            "output": "plant-map.children",
+            "outputs": {"id": "plant-map", "property": "children"},
+            "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}],
+            "changedPropIds": ["tick.n_intervals"],
+            "state": [],
+        }
+        r = s.post(svc.url + "_dash-update-component", json=body, timeout=30)
+        assert r.status_code == 200 and f'"data-asset": "{asset}"' in json.dumps(r.json())
