@@ -262,8 +262,15 @@ async def serve(plant: Plant, options: SimulatorOptions) -> None:
     """Serve until Ctrl-C or SIGTERM; both stop cleanly (the state file records the last served step)."""
     service = SimulatorService(plant, options)
     stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_interrupt() -> None:
+        stopped.set()  # the first Ctrl-C stops in order, like SIGTERM; a second one leaves at once
+        loop.remove_signal_handler(signal.SIGINT)
+
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not on every platform
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)  # before start: no gap
+        loop.add_signal_handler(signal.SIGTERM, stopped.set)  # before start: no gap
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
     await service.start()
     try:
         await stopped.wait()

@@ -163,7 +163,7 @@ def simulate(*argv: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
 
 
 @pytest.mark.parametrize("flag", ["--opcua-port", "--modbus-port"])
@@ -207,7 +207,12 @@ def serve_briefly(tmp_path: Path, *extra: str, stop: signal.Signals = signal.SIG
             if "simulating 14 assets" in line:
                 break
         proc.send_signal(stop)
-        _, rest = proc.communicate(timeout=120)
+        try:
+            _, rest = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # say where it hangs: faulthandler dumps every thread on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            _, rest = proc.communicate(timeout=30)
+            raise AssertionError(f"no exit within 120 s of {stop.name}:\n{''.join(lines)}{rest}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
