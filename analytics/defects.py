@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import platform
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 
 from analytics.dataset import NS, AssetFrame, DataError, load_sim_dir
 from analytics.features import MIN_VALID, Features, FeatureSpec, compute, is_counter
+from analytics.versions import library_versions, major_minor
 
 FORMAT = 1
 WINDOW_S = 600.0
@@ -232,22 +232,6 @@ def window_features(
 
 
 # -- the model --------------------------------------------------------------------------------------------
-def _library_versions() -> dict[str, str]:
-    import scipy
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-
-
-def _major_minor(v: str) -> str:
-    return ".".join(str(v).split(".")[:2])
-
-
 def base_estimator(name: str, random_state: int = 0, balanced: bool = False) -> Any:
     """``hgb``: gradient-boosted trees (NaN-aware); ``logistic``: median-imputed, scaled logistic regression.
 
@@ -541,7 +525,7 @@ class DefectModel:
             "calibration": {"method": self.method, "folds": len(splits), "cv": "contiguous time-ordered"},
             "threshold": self.threshold,
             "threshold_rule": "max F1 of out-of-fold calibrated probabilities on the training windows",
-            "libraries": _library_versions(),
+            "libraries": library_versions("scipy"),
             "training": {
                 "seeds": [int(s) for s in seeds],
                 "assets": sorted({f.asset for f in frames}),
@@ -688,8 +672,8 @@ class DefectModel:
             raise DefectModelError(
                 f"{path.name}: model format {meta.get('format')}, this code reads {FORMAT}"
             )
-        want = _major_minor(sklearn.__version__)
-        have = _major_minor(meta.get("libraries", {}).get("scikit-learn", "unknown"))
+        want = major_minor(sklearn.__version__)
+        have = major_minor(meta.get("libraries", {}).get("scikit-learn", "unknown"))
         if have != want:
             raise DefectModelError(
                 f"{path.name}: the model was saved with scikit-learn {have}, "

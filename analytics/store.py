@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import platform
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from analytics.features import FeatureSpec
 from analytics.health import HealthModel
 from analytics.pdm import Models
 from analytics.rul import RulCalibration
+from analytics.versions import library_versions
 
 FORMAT = 1
 _HEALTH_ARRAYS = ("centre", "scale", "precision", "frozen_ref", "spike_ref")
@@ -31,7 +31,7 @@ class IncompatibleModel(ValueError):
 
 
 def versions() -> dict[str, str]:
-    return {"numpy": np.__version__, "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+    return library_versions()
 
 
 def save(models: Models, path: Path) -> Path:

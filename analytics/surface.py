@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from analytics.versions import library_versions, major_minor
 
 log = logging.getLogger(__name__)
 
@@ -931,24 +932,6 @@ class Scored:
 # --------------------------------------------------------------------------------------------- inspector
 
 
-def _library_versions() -> dict[str, str]:
-    import PIL
-    import scipy
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "Pillow": PIL.__version__,
-    }
-
-
-def _major_minor(v: str) -> str:
-    return ".".join(v.split(".")[:2])
-
-
 class FolderRun:
     """Iterator over ``(path, findings)`` for the PNGs of a folder, by name; what it skipped is in ``skipped``."""
 
@@ -1065,7 +1048,7 @@ class SurfaceInspector:
             "format": FORMAT,
             "classes": [str(c) for c in clf.classes_],
             "feature_names": list(FEATURE_NAMES),
-            "libraries": _library_versions(),
+            "libraries": library_versions("scipy", "PIL"),
             "training": {
                 "seed": seed,
                 "images": n_images,
@@ -1222,8 +1205,8 @@ class SurfaceInspector:
             raise SurfaceModelError(
                 f"{path.name}: the saved model's feature list differs from this code's ({detail}); retrain it"
             )
-        want = _major_minor(sklearn.__version__)
-        have = _major_minor(str(meta.get("libraries", {}).get("scikit-learn", "unknown")))
+        want = major_minor(sklearn.__version__)
+        have = major_minor(str(meta.get("libraries", {}).get("scikit-learn", "unknown")))
         if have != want:
             raise SurfaceModelError(
                 f"{path.name}: the model was saved with scikit-learn {have}, this is scikit-learn {want}; retrain it"

@@ -282,8 +282,8 @@ async def run_demo(
     service reads them through the real connectors, the writer stores into the configured historian.
     If the config has no enabled sources, the plant model feeds the bus directly instead.
     """
-    first = read_state(DEFAULT_STATE_DIR) is None
-    cfg, sources = load_demo(config_path, speed, port, historian, history_days if first else 0.0)
+    first_start = read_state(DEFAULT_STATE_DIR) is None  # read before anything of this run writes it
+    cfg, sources = load_demo(config_path, speed, port, historian, history_days if first_start else 0.0)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # the simulator's demo endpoints are unsecured on purpose; asyncua warns about that at length
         logging.getLogger("asyncua").setLevel(logging.ERROR)
@@ -305,7 +305,6 @@ async def run_demo(
         )
     # the plant resumes after the simulated time earlier runs served (kept in var/state/simulator),
     # so a second demo never overwrites what the first one stored
-    first_start = read_state(DEFAULT_STATE_DIR) is None
     start = resume_start_ns(DEFAULT_STATE_DIR, now_ns())
     if sources:
         opcua_port, modbus_port = _endpoint_ports(cfg)

@@ -70,7 +70,6 @@ def test_a_logged_in_user_gets_the_layout_and_the_callbacks(dash_url: str) -> No
 
 
 def test_tiles_show_the_state_the_historian_holds(hist: History) -> None:
-    from dashboard.context import Context
     from dashboard.data import PlantData
 
     svc = DashboardService(hist.cfg, port=0)
@@ -85,7 +84,6 @@ def test_tiles_show_the_state_the_historian_holds(hist: History) -> None:
             code = int(end.values[path][hist.plant.signal_index(path, "state"), -10])
             want = str(hist.cfg.mes.state_codes[code])
             assert t.state == want, path
-        del Context
     finally:
         svc.stop_sync()
 

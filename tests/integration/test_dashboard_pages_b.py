@@ -4,7 +4,6 @@ in English and Chinese, and a dead MES reads as a message, not as zero.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -30,11 +29,9 @@ from mes import lots as mes_lots
 from mes import tables as t
 from mes.db import open_engine
 from mes.kpi import WATERFALL_STEPS
-from mes.lots import LotMaker
 from mes.order_spec import OrderSpec, OrderStatus
 from mes.quality import InspectionResult
 from mes.repository import Repository
-from mes.service import MesService
 from shopfloor.model import Sample
 
 NS = 1_000_000_000
@@ -44,39 +41,9 @@ SLITTER = "qijiang/copper/finishing/slitter-1"
 FURNACE = "qijiang/copper/casting/melting-furnace-1"
 
 
-def _derive_everything(h: History) -> None:
-    """``history()`` stops the MES as soon as the first asset is derived, so the copper line has no lots
-    yet; one full catch-up more derives every asset (melts, coils, strips and their genealogy)."""
-
-    async def run() -> None:
-        cfg = h.cfg
-        svc = MesService(
-            cfg.mes,
-            open_engine(cfg.mes),
-            [(a.path, a.kind, a.description) for a in cfg.assets],
-            open_reader(cfg.historian),
-            None,
-            settle_s=0.0,
-            follow_every_s=0.2,
-            lot_maker=LotMaker(cfg.mes),
-        )
-        await svc.start()
-        try:
-            for _ in range(600):  # bounded: until one catch-up has run to its end
-                if svc.catch_ups >= 2:
-                    break
-                await asyncio.sleep(0.2)
-        finally:
-            await svc.stop()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(scope="module")
 def hist(tmp_path_factory: pytest.TempPathFactory) -> History:
-    h = history(tmp_path_factory.mktemp("dash-b"))
-    _derive_everything(h)
-    return h
+    return history(tmp_path_factory.mktemp("dash-b"))  # every asset derived, lots and genealogy too
 
 
 @pytest.fixture(scope="module")
