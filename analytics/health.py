@@ -84,12 +84,17 @@ class HealthModel:
                 out["drift"][s] = np.zeros(len(feats.t_ns), bool)
             else:
                 steady = np.abs(np.nan_to_num(zs)) < 3.0 if zs is not None else True
-                out["drift"][s] = (np.abs(ewma(np.nan_to_num(z), DRIFT_ALPHA)) > DRIFT_Z) & steady
+                level = ewma(
+                    np.nan_to_num(z), DRIFT_ALPHA, x0=0.0
+                )  # from the healthy centre: a drift builds up
+                out["drift"][s] = (np.abs(level) > DRIFT_Z) & steady
         return out
 
 
 DRIFT_Z = 6.0
 DRIFT_ALPHA = 0.05  # the level is smoothed over about a day of hourly windows
+# (started at the healthy centre, not at the first window: a scoring window that happens to begin in an
+# unusual hour must not read as a drift that has already built up)
 MIN_GAP_STEPS = 3  # missing samples in a window (while the others report) that make a dropout
 MIN_FROZEN_STEPS = 10
 

@@ -278,7 +278,7 @@ def final_sensor_flags(
             if kind == "drift" and sig in lvl:
                 # ... and the level does not move the way a failure mode moves it: that is evidence of the
                 # mode (early degradation often shows in one signal first), not of the instrument
-                level = hmod.ewma(np.nan_to_num(lvl[sig]), hmod.DRIFT_ALPHA)
+                level = hmod.ewma(np.nan_to_num(lvl[sig]), hmod.DRIFT_ALPHA, x0=0.0)
                 along = np.sign(level) == _signature_sign(hm, km, sig)
                 keep &= ~along
             elif kind == "spikes" and _signature_sign(hm, km, sig) != 0:

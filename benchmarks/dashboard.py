@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
+import pstats
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -68,29 +73,72 @@ async def fill(cfg: object, plant: Plant, hours: int) -> int:
     return n
 
 
+class Profiler:
+    """Profiles every request the app serves while ``page`` is set, summed per page (--profile)."""
+
+    def __init__(self, server: Any) -> None:
+        self.page: str | None = None
+        self.stats: dict[str, pstats.Stats] = {}
+        self.lock = threading.Lock()
+        inner = server.wsgi_app
+
+        def wsgi(environ: Any, start_response: Any) -> Any:
+            page = self.page
+            if page is None:
+                return inner(environ, start_response)
+            p = cProfile.Profile()
+            out = p.runcall(lambda: list(inner(environ, start_response)))
+            with self.lock:
+                if page in self.stats:
+                    self.stats[page].add(p)
+                else:
+                    self.stats[page] = pstats.Stats(p)
+            return out
+
+        server.wsgi_app = wsgi
+
+    def report(self) -> None:
+        for page, st in self.stats.items():
+            print(f"--- profile of /{page} (server side, all requests of its first render)")
+            st.sort_stats("cumulative").print_stats(25)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--days", type=float, default=7.0)
     ap.add_argument("--assets", type=int, default=2, help="assets of the default plant (one per line first)")
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--keep", type=Path, help="keep the history in this folder and reuse it on the next run")
+    ap.add_argument("--profile", action="store_true", help="print where each page's first render spends")
     args = ap.parse_args()
     models = qijiang_assets()
     order = [models[0], models[9], *[m for i, m in enumerate(models) if i not in (0, 9)]]
     hours = int(args.days * 24)
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        plant = Plant(
-            order[: args.assets], seed=1, start_ns=(now_ns() // NS - hours * 3600) * NS, site="qijiang"
-        )
-        cfg = load_plant_config(write_config(tmp, plant))
-        t0 = time.monotonic()
-        n = asyncio.run(fill(cfg, plant, hours))
-        print(f"history: {n:,} samples ({args.assets} assets, {args.days:g} days of 1 s data) in "
-              f"{time.monotonic() - t0:.0f} s", flush=True)  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            tmp = args.keep.resolve()
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        done = tmp / "history-done"
+        if done.exists():
+            cfg = load_plant_config(tmp / "plant.yaml")
+            print(f"history: reused from {tmp} ({done.read_text().strip()})", flush=True)
+        else:
+            start = (now_ns() // NS - hours * 3600) * NS
+            plant = Plant(order[: args.assets], seed=1, start_ns=start, site="qijiang")
+            cfg = load_plant_config(write_config(tmp, plant, clock="data"))
+            t0 = time.monotonic()
+            n = asyncio.run(fill(cfg, plant, hours))
+            what = f"{n:,} samples ({args.assets} assets, {args.days:g} days of 1 s data)"
+            print(f"history: {what} in {time.monotonic() - t0:.0f} s", flush=True)
+            if args.keep:
+                done.write_text(what + "\n")
         users = auth.Users(cfg.dashboard.users_file)
         users.set("viewer", "viewer", PASSWORD["viewer"])
         with serve(cfg) as svc:
             url = svc.url
+            prof = Profiler(svc.app.server) if args.profile else None
             with chromium(tmp / "profile") as d:
                 d.get(url + "login")
                 d.find_element("id", "username").send_keys("viewer")
@@ -98,6 +146,8 @@ def main() -> int:
                 d.find_element("id", "login-submit").click()
                 for page in PAGES:  # once to warm the caches and the browser, then timed
                     for timed in (False, True):
+                        if prof:
+                            prof.page = page if timed else None
                         t = time.monotonic()
                         d.get(url + page)
                         for _ in range(600):
@@ -109,6 +159,8 @@ def main() -> int:
                                 f"first render /{page}: {time.monotonic() - t:.2f} s (goal < 1.5 s)",
                                 flush=True,
                             )
+            if prof:
+                prof.report()
             s = requests.Session()
             s.post(url + "login", data={"username": "viewer", "password": PASSWORD["viewer"]}, timeout=10)
             body = {

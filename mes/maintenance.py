@@ -60,10 +60,15 @@ class MaintenanceBook:
     engine: Engine
     cfg: MesConfig
 
-    def open_request(self, req: MaintenanceRequest, actor: str = ANALYTICS_ACTOR) -> tuple[int, bool]:
+    def open_request(
+        self, req: MaintenanceRequest, actor: str = ANALYTICS_ACTOR, *, once_per_subject: bool = False
+    ) -> tuple[int, bool]:
         """Open a request unless one with ``req.key`` exists: (its id, whether it was created now).
 
-        Idempotent across calls and processes (INSERT ... ON CONFLICT DO NOTHING on the unique key)."""
+        Idempotent across calls and processes (INSERT ... ON CONFLICT DO NOTHING on the unique key). With
+        ``once_per_subject``, an alert raised again while a request for the same asset, kind and subject is
+        still open or acknowledged adds no request: it is written to that request's audit trail
+        (action ``raised-again``) and that request's id is returned, not created."""
         mr, eq = t.maintenance_requests, t.equipment
         row: dict[str, Any] = {
             "key": req.key,
@@ -85,6 +90,23 @@ class MaintenanceBook:
         with self.engine.begin() as conn:
             if conn.scalar(select(eq.c.path).where(eq.c.path == req.asset)) is None:
                 raise NotFound(f"unknown asset {req.asset}")
+            if once_per_subject:
+                same = conn.scalar(
+                    select(mr.c.id)
+                    .where(
+                        mr.c.asset == req.asset,
+                        mr.c.kind == req.kind,
+                        mr.c.subject == req.subject,
+                        mr.c.status.in_((OPEN, ACKNOWLEDGED)),
+                        mr.c.key != req.key,
+                    )
+                    .order_by(mr.c.id)
+                    .limit(1)
+                )
+                if same is not None:
+                    again = {"key": req.key, "opened_ns": int(req.opened_ns), "score": _num(req.score)}
+                    write_audit(conn, actor, ENTITY, "raised-again", [(str(same), None, again)])
+                    return int(same), False
             stmt = upsert(conn, mr).on_conflict_do_nothing(index_elements=["key"]).returning(mr.c.id)
             rid = conn.scalar(stmt, row)  # None: the key was there already
             created = rid is not None

@@ -12,7 +12,6 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import dash
-import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashboard import i18n, ids, theme
 from dashboard.context import NS, Context, duration, table, unavailable
 from dashboard.data import ANOMALY, HEALTH, RUL, Unavailable, bucket_ns
+from dashboard.widgets import DARK_CONTROLS, chart_layout, dropdown, empty_figure, graph, with_gaps
 from shopfloor.model import now_ns
 
 RANGES: dict[str, int] = {"1h": 3600, "8h": 8 * 3600, "24h": 86400, "7d": 7 * 86400}  # seconds
@@ -30,21 +30,6 @@ STOPS_S = 7 * 86400  # the stops table looks back this far
 HIDDEN = {"display": "none"}
 SHOWN = {"height": "260px"}
 ERRORS = (Unavailable, SQLAlchemyError)
-#: Dash 4's controls draw with these CSS variables (light by default): dark ones for this theme's controls
-DARK_CONTROLS = {
-    "--Dash-Fill-Inverse-Strong": theme.BG,
-    "--Dash-Text-Strong": theme.TEXT,
-    "--Dash-Text-Primary": theme.TEXT,
-    "--Dash-Text-Weak": theme.MUTED,
-    "--Dash-Text-Disabled": "#6e7681",
-    "--Dash-Stroke-Strong": "#484f58",
-    "--Dash-Stroke-Weak": "#30363d",
-    "--Dash-Fill-Interactive-Strong": "#1f6feb",
-    "--Dash-Fill-Interactive-Weak": "rgba(88,166,255,0.08)",
-    "--Dash-Fill-Primary-Hover": "rgba(88,166,255,0.12)",
-    "--Dash-Fill-Primary-Active": "rgba(88,166,255,0.2)",
-    "--Dash-Fill-Disabled": "rgba(110,118,129,0.2)",
-}
 
 
 # -- words and numbers shared by the line, asset and maintenance pages --------------------------------
@@ -92,56 +77,6 @@ def status_label(status: str) -> str:
 def kind_label(kind: str) -> str:
     key = f"mnt.kind.{kind}"
     return i18n.t(key) if key in i18n.TEXT else kind
-
-
-def dropdown(options: list[dict[str, str]], value: str | None, cid: str) -> dcc.Dropdown:
-    """A single-choice dropdown with its own words (search, nothing found) in the current language."""
-    labels: Any = {
-        "search": i18n.t("dropdown.search"),
-        "clear_search": i18n.t("dropdown.clear_search"),
-        "no_options_found": i18n.t("dropdown.none_found"),
-    }
-    return dcc.Dropdown(options, value, id=cid, clearable=False, labels=labels)
-
-
-#: numeric time ticks (plotly's default first tick spells the month in English)
-TIME_TICKS = [
-    {"dtickrange": [None, 1000], "value": "%H:%M:%S.%L"},
-    {"dtickrange": [1000, 60000], "value": "%H:%M:%S"},
-    {"dtickrange": [60000, 86400000], "value": "%H:%M"},
-    {"dtickrange": [86400000, None], "value": "%Y-%m-%d"},
-]
-
-
-def chart_layout(**extra: Any) -> dict[str, Any]:
-    """The theme's layout with a time x axis in plant time, labelled in numbers."""
-    lay = theme.layout(**extra)
-    lay["xaxis"] = {**lay["xaxis"], "tickformatstops": TIME_TICKS, "hoverformat": "%Y-%m-%d %H:%M:%S"}
-    return lay
-
-
-def empty_figure(text: str, height: int = 260) -> go.Figure:
-    """A chart that says it has nothing to show (no axes that could read as zero)."""
-    lay = theme.layout(height=height)
-    lay["xaxis"] = {"visible": False}
-    lay["yaxis"] = {"visible": False}
-    lay["annotations"] = [
-        {"text": text, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}
-    ]
-    return go.Figure(layout=lay)
-
-
-def with_gaps(ts: np.ndarray, values: np.ndarray, every_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """A NaN where buckets are missing (no data there), so a line is broken rather than drawn across."""
-    ts, values = np.asarray(ts, dtype=np.int64), np.asarray(values, dtype=np.float64)
-    if len(ts) < 2:
-        return ts, values
-    step = np.diff(ts)
-    # finer buckets than the samples leave every other bucket empty: that is no gap in the data
-    gap = np.flatnonzero(step > 2 * max(every_ns, int(np.median(step))))
-    if not len(gap):
-        return ts, values
-    return np.insert(ts, gap + 1, ts[gap] + every_ns), np.insert(values, gap + 1, np.nan)
 
 
 # -- time windows ---------------------------------------------------------------------------------------
@@ -437,10 +372,6 @@ def stops_table(ctx: Context, asset: str | None) -> list[Any]:
     return [table(headers, body, numeric={1}, id="asset-stops-table")]
 
 
-def _graph(gid: str, fig: go.Figure, style: dict[str, str]) -> dcc.Graph:
-    return dcc.Graph(id=gid, figure=fig, style=style, config={"displaylogo": False})
-
-
 def _panel(title: str, *children: Any) -> html.Div:
     return html.Div([html.H3(title), *children], className="sf-panel")
 
@@ -499,7 +430,7 @@ def layout_for(ctx: Context, path: str | None) -> html.Div:
             ),
             _panel(
                 i18n.t("asset.signals"),
-                _graph(ids.ASSET_CHART, fig, {"height": "420px"}),
+                graph(ids.ASSET_CHART, fig, {"height": "420px"}),
                 html.Div(
                     [html.Span(res, id=ids.ASSET_RESOLUTION), " · ", html.Span(i18n.t("asset.zoom_hint"))],
                     style={"color": theme.MUTED, "fontSize": ".85rem"},
@@ -509,17 +440,17 @@ def layout_for(ctx: Context, path: str | None) -> html.Div:
                 [
                     _panel(
                         i18n.t("health"),
-                        _graph(ids.ASSET_HEALTH_CHART, h_fig, h_style),
+                        graph(ids.ASSET_HEALTH_CHART, h_fig, h_style),
                         _msg(ids.ASSET_HEALTH_MSG, h_msg),
                     ),
                     _panel(
                         i18n.t("asset.rul"),
-                        _graph(ids.ASSET_RUL_CHART, r_fig, r_style),
+                        graph(ids.ASSET_RUL_CHART, r_fig, r_style),
                         _msg(ids.ASSET_RUL_MSG, r_msg),
                     ),
                     _panel(
                         i18n.t("asset.anomaly"),
-                        _graph(ids.ASSET_ANOMALY_CHART, a_fig, a_style),
+                        graph(ids.ASSET_ANOMALY_CHART, a_fig, a_style),
                         _msg(ids.ASSET_ANOMALY_MSG, a_msg),
                     ),
                 ],

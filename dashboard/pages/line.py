@@ -18,16 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashboard import i18n, ids, theme
 from dashboard.context import NS, Context, duration, pct, table, unavailable
 from dashboard.data import Line, Unavailable, bucket_ns
-from dashboard.pages.asset import (
-    DARK_CONTROLS,
-    chart_layout,
-    dropdown,
-    empty_figure,
-    reason_label,
-    signal_unit,
-    unit_label,
-    with_gaps,
-)
+from dashboard.pages.asset import reason_label, signal_unit, unit_label
+from dashboard.widgets import DARK_CONTROLS, chart_layout, dropdown, empty_figure, graph, with_gaps
 from mes.records import NotFound
 from shopfloor.model import now_ns
 
@@ -278,14 +270,13 @@ def layout_for(ctx: Context, path: str | None) -> html.Div:
         className="sf-controls",
         style=DARK_CONTROLS,
     )
-    graph: Any = {"displaylogo": False}
     return html.Div(
         [
             *head,
             controls,
             _panel(
                 i18n.t("line.trends"),
-                dcc.Graph(id=ids.LINE_TRENDS, figure=trends_figure(ctx, line, signal), config=graph),
+                graph(ids.LINE_TRENDS, trends_figure(ctx, line, signal)),
             ),
             html.Div(
                 [
@@ -296,7 +287,7 @@ def layout_for(ctx: Context, path: str | None) -> html.Div:
             ),
             _panel(
                 i18n.t("line.timeline"),
-                dcc.Graph(id=ids.LINE_TIMELINE, figure=timeline_figure(ctx, line), config=graph),
+                graph(ids.LINE_TIMELINE, timeline_figure(ctx, line)),
             ),
             _panel(i18n.t("line.counts"), html.Div(counts_table(ctx, line), id=ids.LINE_COUNTS)),
         ]

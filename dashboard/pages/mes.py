@@ -11,12 +11,12 @@ from typing import Any
 import dash
 import numpy as np
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, html
 
 from dashboard import i18n, ids, theme
 from dashboard.context import NS, Context, duration, pct, table, unavailable
 from dashboard.data import Unavailable
-from dashboard.pages.quality import message_figure
+from dashboard.widgets import dropdown, graph, message_figure
 from mes.kpi import Kpis
 from mes.losses import UNASSIGNED, StateCategory
 from mes.records import NotFound
@@ -322,17 +322,16 @@ def page(ctx: Context, query: dict[str, str]) -> html.Div:
     opts, kpis, wf, shifts, pareto, msg = mes_outputs(ctx, scope, DEFAULT_WINDOW_H, ALL)
     controls = html.Div(
         [
-            _picker(i18n.t("mes.scope"), dcc.Dropdown(scopes, scope, id=ids.MES_SCOPE, clearable=False)),
+            _picker(i18n.t("mes.scope"), dropdown(scopes, scope, ids.MES_SCOPE)),
             _picker(
                 i18n.t("mes.window"),
-                dcc.Dropdown(
+                dropdown(
                     [{"label": i18n.t("last_hours", n=h), "value": h} for h in WINDOWS_H],
                     DEFAULT_WINDOW_H,
-                    id=ids.MES_WINDOW,
-                    clearable=False,
+                    ids.MES_WINDOW,
                 ),
             ),
-            _picker(i18n.t("mes.shift_pick"), dcc.Dropdown(opts, ALL, id=ids.MES_SHIFT, clearable=False)),
+            _picker(i18n.t("mes.shift_pick"), dropdown(opts, ALL, ids.MES_SHIFT)),
         ],
         className="sf-controls",
     )
@@ -342,12 +341,12 @@ def page(ctx: Context, query: dict[str, str]) -> html.Div:
             controls,
             html.Div(msg, id=ids.MES_MESSAGE, className="sf-msg"),
             _panel(i18n.t("oee"), html.Div(kpis, id=ids.MES_KPIS)),
-            _panel(i18n.t("mes.waterfall"), dcc.Graph(id=ids.MES_WATERFALL, figure=wf)),
+            _panel(i18n.t("mes.waterfall"), graph(ids.MES_WATERFALL, wf)),
             html.Div(
                 [
                     _panel(
                         i18n.t("mes.pareto"),
-                        dcc.Graph(id=ids.MES_PARETO, figure=pareto),
+                        graph(ids.MES_PARETO, pareto),
                         html.P(i18n.t("mes.pareto_note"), style={"color": theme.MUTED, "fontSize": ".85rem"}),
                     ),
                     _panel(i18n.t("mes.by_shift"), html.Div(shifts, id=ids.MES_SHIFTS)),

@@ -11,13 +11,14 @@ from typing import Any
 import dash
 import numpy as np
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, dcc, html
+from dash import Dash, Input, Output, State, html
 
 from analytics import capability as capmod
 from analytics import spc, spc_rules
 from dashboard import i18n, ids, theme
 from dashboard.context import NS, Context, pct, table, unavailable
 from dashboard.data import Unavailable, bucket_ns
+from dashboard.widgets import chart_layout, dropdown, graph, message_figure
 from mes.lots import LotNotFound
 
 log = logging.getLogger(__name__)
@@ -85,20 +86,6 @@ def _iso(ctx: Context, ts_ns: int) -> str:
     return str(np.datetime_as_string(ctx.to_local([ts_ns])[0], unit="ms"))
 
 
-def message_figure(text: str) -> go.Figure:
-    """An empty chart that says why it is empty (never blank axes that read as zero)."""
-    fig = go.Figure()
-    fig.update_layout(
-        **theme.layout(
-            height=220,
-            xaxis={"visible": False},
-            yaxis={"visible": False},
-            annotations=[{"text": text, "showarrow": False, "font": {"color": theme.WARN, "size": 15}}],
-        )
-    )
-    return fig
-
-
 def spc_figure(ctx: Context, j: Judged, title: str, unit: str, bucket: str, base_end_ns: int) -> go.Figure:
     t = ctx.to_local(j.ts)
     fig = go.Figure()
@@ -139,7 +126,7 @@ def spc_figure(ctx: Context, j: Judged, title: str, unit: str, bucket: str, base
             annotation_text=i18n.t("q.baseline_short"),
             annotation_position="top left",
         )
-    fig.update_layout(**theme.layout(title=title, height=400))
+    fig.update_layout(**chart_layout(title=title, height=400))
     fig.update_yaxes(title_text=unit)
     return fig
 
@@ -485,37 +472,32 @@ def controls(ctx: Context, asset: str | None, signal: str | None) -> html.Div:
         [
             _picker(
                 i18n.t("q.pick_asset"),
-                dcc.Dropdown(_asset_options(ctx), asset, id=ids.Q_ASSET, clearable=False),
+                dropdown(_asset_options(ctx), asset, ids.Q_ASSET),
             ),
             _picker(
                 i18n.t("q.pick_signal"),
-                dcc.Dropdown(_signal_options(ctx, asset), signal, id=ids.Q_SIGNAL, clearable=False),
+                dropdown(_signal_options(ctx, asset), signal, ids.Q_SIGNAL),
             ),
             _picker(
                 i18n.t("q.window"),
-                dcc.Dropdown(
+                dropdown(
                     [{"label": i18n.t("last_hours", n=h), "value": h} for h in WINDOWS_H],
                     WINDOWS_H[0],
-                    id=ids.Q_WINDOW,
-                    clearable=False,
+                    ids.Q_WINDOW,
                 ),
             ),
             _picker(
                 i18n.t("q.baseline"),
-                dcc.Dropdown(
+                dropdown(
                     [{"label": i18n.t("q.baseline_first", n=h), "value": h} for h in BASELINES_H],
                     BASELINES_H[1],
-                    id=ids.Q_BASELINE,
-                    clearable=False,
+                    ids.Q_BASELINE,
                 ),
             ),
             _picker(
                 i18n.t("q.rules"),
-                dcc.Dropdown(
-                    [{"label": i18n.t(f"q.rules.{k}"), "value": k} for k in RULESETS],
-                    "nelson",
-                    id=ids.Q_RULES,
-                    clearable=False,
+                dropdown(
+                    [{"label": i18n.t(f"q.rules.{k}"), "value": k} for k in RULESETS], "nelson", ids.Q_RULES
                 ),
             ),
         ],
@@ -540,7 +522,7 @@ def page(ctx: Context, query: dict[str, str]) -> html.Div:
             controls(ctx, asset, signal),
             _panel(
                 i18n.t("q.spc"),
-                dcc.Graph(id=ids.Q_SPC, figure=fig, config={"displaylogo": False}),
+                graph(ids.Q_SPC, fig),
                 html.P(note, id=ids.Q_SPC_NOTE, style={"color": theme.MUTED, "fontSize": ".9rem"}),
             ),
             html.Div(
@@ -562,7 +544,7 @@ def page(ctx: Context, query: dict[str, str]) -> html.Div:
                 html.Div(
                     _picker(
                         i18n.t("q.trace_lot"),
-                        dcc.Dropdown(opts, lot, id=ids.Q_LOT, clearable=False, placeholder=lots_msg or ""),
+                        dropdown(opts, lot, ids.Q_LOT, placeholder=lots_msg or ""),
                     ),
                     className="sf-controls",
                 ),

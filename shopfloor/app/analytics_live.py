@@ -292,6 +292,9 @@ class AnalyticsService:
         events: list[Event] = []
         key = f"{sc.asset}|equipment"
         tr = self._tracker(key, rule)
+        # a request is opened for an alert still raised at the end of the scored windows: an episode that
+        # came and went inside them (the first cycle back-scores the lookback) is kept as its events only
+        pending: tuple[Any, ...] | None = None
         for i in idx:
             ev = tr.update(int(sc.t_ns[i]), float(sc.progress[i]))
             if ev:
@@ -309,16 +312,13 @@ class AnalyticsService:
                         sc.evidence[i],
                     )
                 )
-                if ev == "raise":
-                    self._request(
-                        sc.asset,
-                        "equipment",
-                        mode,
-                        int(sc.t_ns[i]),
-                        rul,
-                        float(sc.progress[i]),
-                        sc.evidence[i],
-                    )
+                pending = (
+                    (sc.asset, "equipment", mode, int(sc.t_ns[i]), rul, float(sc.progress[i]), sc.evidence[i])
+                    if ev == "raise"
+                    else None
+                )
+        if pending is not None and tr.active:
+            self._request(*pending)
         self.state.trackers[key] = tr.as_dict()
         for kind, sigs in sc.sensor.items():
             for sig, m in sigs.items():
@@ -326,6 +326,7 @@ class AnalyticsService:
                 if not m[idx].any() and key not in self.state.trackers:
                     continue
                 tr = self._tracker(key, pdm.SENSOR_RULE)
+                pending = None
                 for i in idx:
                     ev = tr.update(int(sc.t_ns[i]), float(m[i]))
                     if ev:
@@ -341,8 +342,8 @@ class AnalyticsService:
                                 (),
                             )
                         )
-                        if ev == "raise":
-                            self._request(
+                        pending = (
+                            (
                                 sc.asset,
                                 "sensor_fault",
                                 sig,
@@ -351,6 +352,11 @@ class AnalyticsService:
                                 1.0,
                                 (f"{kind} on {sig}",),
                             )
+                            if ev == "raise"
+                            else None
+                        )
+                if pending is not None and tr.active:
+                    self._request(*pending)
                 self.state.trackers[key] = tr.as_dict()
         if events:
             self.publish_events(events)
@@ -430,7 +436,9 @@ def mes_opener(cfg: PlantConfig) -> Callable[[dict], Any] | None:
     repo = Repository(open_engine(cfg.mes), cfg.mes)
 
     def open_request(d: dict) -> Any:
-        return repo.open_request(MaintenanceRequest(**{**d, "evidence": tuple(d["evidence"])}))
+        # an alert that clears and comes back while its request is still open adds to that request
+        req = MaintenanceRequest(**{**d, "evidence": tuple(d["evidence"])})
+        return repo.open_request(req, once_per_subject=True)
 
     return open_request
 

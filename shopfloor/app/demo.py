@@ -311,9 +311,12 @@ async def run_demo(
         if first_start and history_days > 0:
             from shopfloor.app import demo_history
 
-            # the plant of the live demo, started history_days ago and computed up to now offline
-            plant = plant_for(cfg, start_ns=start - int(history_days * 86400) * NS)
-            await demo_history.back_fill(cfg, plant, history_days)
+            # the plant of the live demo, started history_days ago and computed up to now offline (or, after
+            # a first start stopped during the back-fill, the same history again: it goes live where it ends)
+            first, days = demo_history.history_plan(start, history_days)
+            start = first + int(days * 86400) * NS
+            plant = plant_for(cfg, start_ns=first)
+            await demo_history.back_fill(cfg, plant, days)
             if not Path("var/analytics/models.npz").exists():
                 await asyncio.to_thread(demo_history.train_on_history)
         else:

@@ -28,6 +28,26 @@ log = logging.getLogger(__name__)
 HISTORY_DAYS = 35.0
 HISTORY_DIR = Path("var/demo/history")
 MODELS = Path("var/analytics/models.npz")
+PLAN = Path("var/demo/history-plan.json")
+NS = 1_000_000_000
+
+
+def history_plan(now_s_ns: int, days: float, path: Path = PLAN) -> tuple[int, float]:
+    """The history's first instant and length in days: those of an interrupted first start when there was
+    one, else ``days`` up to ``now_s_ns``. Kept in ``path`` before anything is simulated, so a first start
+    stopped during the back-fill rebuilds the very same history on the next run (the same plant, seed and
+    times give the same samples, which the store keeps once) instead of a second copy shifted in time."""
+    if path.exists():
+        plan = json.loads(path.read_text())
+        return int(plan["start_ns"]), float(plan["days"])
+    start = now_s_ns - int(days * 86400) * NS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"start_ns": start, "days": days}) + "\n")
+    tmp.replace(path)
+    return start, days
+
+
 CHUNK_ROWS = 20_000  # rows of one asset per write (about a million samples for a wide asset)
 
 

@@ -183,8 +183,15 @@ def test_the_language_switch_changes_the_labels(demo: Demo, tmp_path: Path) -> N
         WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "nav-plant").text == "全厂总览")
         assert d.find_element(By.TAG_NAME, "h2").text == "系统"
         assert d.find_element(By.ID, "lang-switch").text == "English"
+        # plotly's own words follow: the trend chart's zoom button is titled in Chinese, then in English
+        zoom = "#line-trends .modebar-btn[data-val='zoom']"
+        d.get(demo.url + "line")
+        WebDriverWait(d, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, zoom))
+        assert d.find_element(By.CSS_SELECTOR, zoom).get_attribute("data-title") == "缩放"
         d.find_element(By.ID, "lang-switch").click()
         WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "nav-plant").text == "Plant")
+        WebDriverWait(d, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, zoom))
+        assert d.find_element(By.CSS_SELECTOR, zoom).get_attribute("data-title") == "Zoom"
 
 
 def open_request(demo: Demo, asset: str) -> int:

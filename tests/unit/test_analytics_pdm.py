@@ -180,3 +180,28 @@ def test_the_cli_default_healthy_period_is_the_library_one() -> None:
     from shopfloor.app.analytics_args import HEALTHY_DAYS as CLI_DAYS
 
     assert CLI_DAYS == HEALTHY_DAYS
+
+
+def test_drift_builds_up_from_the_healthy_level_not_from_the_first_window() -> None:
+    rng = np.random.default_rng(8)
+    n = 60 * 24 * 8
+    t = np.arange(n)
+    a = 50 + 5 * np.sin(t / 300) + rng.standard_normal(n)
+    b = 20 + 0.3 * rng.standard_normal(n)
+    fr = frame({"a": a, "b": b})
+    feats = compute(fr, FeatureSpec(shape=("mean", "std")))
+    hm = fit(fr, feats, feats.t_ns <= feats.t_ns[0] + 4 * 24 * HOUR)
+    # scoring starts (as a live lookback does) in an hour when `b` happens to sit far from its level
+    day5 = 60 * 24 * 5
+    later = slice(day5, None)
+    b2 = b.copy()
+    b2[day5 : day5 + 60] += 6.0
+    scored = frame({"a": a[later], "b": b2[later]})
+    sf = compute(scored, FeatureSpec(shape=("mean", "std")))
+    assert not hm.sensor_checks(scored, sf)["drift"]["b"].any()
+    # a real drift, the level walking away for days, is still found
+    b3 = b.copy()
+    b3[day5:] += np.linspace(0, 4.0, n - day5)
+    drifting = frame({"a": a[later], "b": b3[later]})
+    df = compute(drifting, FeatureSpec(shape=("mean", "std")))
+    assert hm.sensor_checks(drifting, df)["drift"]["b"][-24:].all()

@@ -155,6 +155,33 @@ def test_unknown_asset_and_bad_requests_are_refused(repo: Repository) -> None:
         repo.acknowledge_request(999, "alice")
 
 
+def test_an_alert_raised_again_while_its_request_is_open_adds_no_request(repo: Repository) -> None:
+    first, created = repo.open_request(alert(at=T0), once_per_subject=True)
+    assert created
+    again, created_again = repo.open_request(alert(at=T0 + 3600 * NS, score=0.9), once_per_subject=True)
+    assert again == first and not created_again
+    other, created_other = repo.open_request(
+        alert(at=T0 + 3600 * NS, mode="seal_leak"), once_per_subject=True
+    )
+    assert created_other and other != first  # another subject is another request
+    assert count(repo.engine, t.maintenance_requests) == 2
+    trail = repo.audit("maintenance", str(first)).items
+    assert [x["action"] for x in trail] == ["open", "raised-again"]
+    assert trail[1]["after"] == {
+        "key": alert(at=T0 + 3600 * NS).key,
+        "opened_ns": T0 + 3600 * NS,
+        "score": 0.9,
+    }
+    repo.acknowledge_request(first, "alice")
+    assert repo.open_request(alert(at=T0 + 7200 * NS), once_per_subject=True) == (first, False)
+    repo.close_request(first, "alice")
+    # once the request is closed, the next raise is a new request
+    later, created_later = repo.open_request(alert(at=T0 + 9000 * NS), once_per_subject=True)
+    assert created_later and later not in (first, other)
+    # without once_per_subject every key is its own request, as before
+    assert repo.open_request(alert(at=T0 + 9500 * NS))[1]
+
+
 def test_transitions_allowed_and_refused_with_the_audit_trail(repo: Repository) -> None:
     a, _ = repo.open_request(alert(at=T0))
     b, _ = repo.open_request(alert(at=T0 + NS))
