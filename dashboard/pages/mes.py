@@ -375,6 +375,7 @@ def register(app: Dash, ctx: Context) -> None:
         Input(ids.MES_WINDOW, "value"),
         Input(ids.MES_SHIFT, "value"),
         Input(ids.TICK, "n_intervals"),
+        prevent_initial_call=True,  # the layout drew it: the first tick refreshes
     )
     def refresh(
         scope: str | None, hours: float | None, shift: str | None, _n: int | None
@@ -382,7 +383,10 @@ def register(app: Dash, ctx: Context) -> None:
         return mes_outputs(ctx, scope or ctx.cfg.site, hours or DEFAULT_WINDOW_H, shift)
 
     @app.callback(
-        Output(ids.MES_ORDERS, "children"), Input(ids.MES_SCOPE, "value"), Input(ids.TICK, "n_intervals")
+        Output(ids.MES_ORDERS, "children"),
+        Input(ids.MES_SCOPE, "value"),
+        Input(ids.TICK, "n_intervals"),
+        prevent_initial_call=True,  # the layout drew it: the first tick refreshes
     )
     def orders(scope: str | None, _n: int | None) -> list[Any]:
         return orders_view(ctx, scope or ctx.cfg.site)

@@ -116,18 +116,27 @@ def spc_figure(ctx: Context, j: Judged, title: str, unit: str, bucket: str, base
                 )
             )
         fig.add_trace(violation_trace(j, t))
-    if j.n_base:
-        fig.add_vrect(
-            x0=_iso(ctx, int(j.ts[0])),
-            x1=_iso(ctx, base_end_ns),
-            fillcolor=theme.MUTED,
-            opacity=0.15,
-            line_width=0,
-            annotation_text=i18n.t("q.baseline_short"),
-            annotation_position="top left",
-        )
-    fig.update_layout(**chart_layout(title=title, height=400))
-    fig.update_yaxes(title_text=unit)
+    lay = chart_layout(title=title, height=400)
+    lay["yaxis"] = {**lay["yaxis"], "title": {"text": unit}}
+    if j.n_base:  # the baseline as a shaded band over the whole height (a plain shape: add_vrect is slow)
+        x0, x1 = _iso(ctx, int(j.ts[0])), _iso(ctx, base_end_ns)
+        band = {"xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1}
+        lay["shapes"] = [
+            {"type": "rect", **band, "fillcolor": theme.MUTED, "opacity": 0.15, "line": {"width": 0}}
+        ]
+        lay["annotations"] = [
+            {
+                "text": i18n.t("q.baseline_short"),
+                "xref": "x",
+                "yref": "paper",
+                "x": x0,
+                "y": 1,
+                "xanchor": "left",
+                "yanchor": "top",
+                "showarrow": False,
+            }
+        ]
+    fig.update_layout(lay)
     return fig
 
 
@@ -587,6 +596,7 @@ def register(app: Dash, ctx: Context) -> None:
         Input(ids.Q_BASELINE, "value"),
         Input(ids.Q_RULES, "value"),
         Input(ids.TICK, "n_intervals"),
+        prevent_initial_call=True,  # the layout drew it: the first tick refreshes
     )
     def chart(
         asset: str | None,
@@ -604,6 +614,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output(ids.Q_INSPECTION, "children"),
         Output(ids.Q_DEFECTS, "children"),
         Input(ids.TICK, "n_intervals"),
+        prevent_initial_call=True,  # the layout drew it: the first tick refreshes
     )
     def results(_n: int | None) -> tuple[list[Any], list[Any]]:
         return inspection_view(ctx), defects_view(ctx)
@@ -612,6 +623,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output(ids.Q_LOT, "options"),
         Input(ids.TICK, "n_intervals"),
         State(ids.Q_LOT, "value"),
+        prevent_initial_call=True,  # the layout drew it: the first tick refreshes
     )
     def lots(_n: int | None, current: str | None) -> list[dict[str, str]]:
         opts = lots_state(ctx)[0]
@@ -623,6 +635,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output(ids.Q_TRACE, "children"),
         Input(ids.Q_LOT, "value"),
         Input(ids.TICK, "n_intervals"),
+        prevent_initial_call=True,  # the layout drew it: the first tick refreshes
     )
     def trace(lot: str | None, _n: int | None) -> list[Any]:
         return trace_view(ctx, lot) if lot else [html.P(lots_state(ctx)[2] or "")]

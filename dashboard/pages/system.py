@@ -113,6 +113,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output(ids.SYS_WRITER, "children"),
         Output(ids.SYS_SOURCES, "children"),
         Input(ids.TICK, "n_intervals"),
+        prevent_initial_call=True,  # the layout drew it: the first tick refreshes
     )
     def refresh(_n: int | None) -> tuple[list[Any], list[Any]]:
         return writer_panel(ctx), sources_panel(ctx)
