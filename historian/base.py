@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from historian.reader import AGG_FNS, AggFn, HistorianReader, SeriesFrame, check_agg
 from shopfloor.batch import SampleBatch
@@ -20,12 +20,32 @@ __all__ = [
     "AggFn",
     "HistorianReader",
     "SeriesFrame",
+    "Sink",
     "Store",
     "check_agg",
     "event_seqs",
 ]
 
 EVENTS_MEASUREMENT = "_shopfloor_events"
+
+
+class Sink(Protocol):
+    """What the writer delivers to: the write half of a Store (which satisfies it), or another sink
+    such as ``uns.publisher.MqttPublisher``. Same contract as the Store methods of the same names."""
+
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def encode_samples(self, batch: SampleBatch) -> Any: ...
+
+    def encode_events(self, events: Sequence[Event], seqs: Sequence[int] | None = None) -> Any: ...
+
+    async def send(self, payload: Any) -> None: ...
+
+    async def ping(self) -> bool: ...
 
 
 class Store(HistorianReader):

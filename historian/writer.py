@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from historian.base import Store, event_seqs
+from historian.base import Sink, event_seqs
 from historian.errors import StoreRejected, StoreUnavailable
 from historian.quarantine import Quarantine
 from historian.spool import FLAG_SPOOLED, KIND_EVENTS, KIND_SAMPLES, Record, Spool
@@ -94,7 +94,7 @@ class HistorianWriter:
 
     def __init__(
         self,
-        store: Store,
+        store: Sink,
         config: HistorianConfig | None = None,
         *,
         health_asset: str | None = None,

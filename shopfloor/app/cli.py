@@ -95,9 +95,23 @@ def _run(command: str, main: Coroutine[Any, Any, int]) -> int:
 
 def cmd_acquire(args: argparse.Namespace) -> int:
     from shopfloor.app.pipeline import run_acquire
+    from shopfloor.config.publish import parse_mqtt_url
 
+    if args.publish is not None:
+        try:
+            parse_mqtt_url(args.publish)
+        except ValueError as exc:
+            print(f"shopfloor acquire: --publish: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     return _run(
-        "acquire", run_acquire(args.config, status_every_s=args.status_every, duration_s=args.duration)
+        "acquire",
+        run_acquire(
+            args.config,
+            status_every_s=args.status_every,
+            duration_s=args.duration,
+            publish_url=args.publish,
+            historian=not args.no_historian,
+        ),
     )
 
 
@@ -309,12 +323,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config_schema)
 
     acq = sub.add_parser(
-        "acquire", help="read every enabled source and stream into the historian until stopped"
+        "acquire",
+        help="read every enabled source and stream into the historian (and/or an MQTT broker) until stopped",
     )
     acq.add_argument("--config", required=True)
     acq.add_argument("--status-every", type=float, default=10.0, help="seconds between status log lines")
     acq.add_argument(
         "--duration", type=float, default=0, help="stop after this many seconds (0 = until signal)"
+    )
+    acq.add_argument(
+        "--publish",
+        metavar="URL",
+        help="also publish every sample and event to this MQTT broker, mqtt://HOST[:PORT] or mqtts://… "
+        "(overrides publish.url; no password in it: publish.password_env / _file; docs/uns.md)",
+    )
+    acq.add_argument(
+        "--no-historian",
+        action="store_true",
+        help="publish only, without the local historian (an edge box; needs --publish or publish:)",
     )
     acq.set_defaults(func=cmd_acquire)
 

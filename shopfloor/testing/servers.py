@@ -1,4 +1,4 @@
-"""Start and stop real servers (influxd 1.x, VictoriaMetrics, PostgreSQL) on free loopback ports.
+"""Start and stop real servers (influxd 1.x, VictoriaMetrics, PostgreSQL, Mosquitto) on free loopback ports.
 
 Each server runs from a temporary directory, is stopped by PID, and can be killed and restarted
 on the same port and data for fault tests.
@@ -211,6 +211,95 @@ class VictoriaMetricsServer(_Server):
         if status != 200:
             raise RuntimeError(f"export failed: HTTP {status} {body[:300]!r}")
         return body
+
+
+class MosquittoServer(_Server):
+    """Debian's Mosquitto 2.x broker on 127.0.0.1 with a config of its own (anonymous clients: tests only).
+
+    ``persistence=True`` keeps sessions and queued messages in ``workdir`` (saved every second and at a
+    clean stop), so a client with a persistent session gets what was published while it was away,
+    across a broker ``kill()`` and ``restart()`` too (what arrived in the last second before a kill
+    excepted). No bound on queued or in-flight messages, so the broker itself drops nothing. ``extra``
+    is appended to the config (``password_file``, ``acl_file``, a TLS listener, ...).
+    """
+
+    binary = "mosquitto"
+    package = "mosquitto"
+
+    def __init__(
+        self, workdir: str | Path, cpus: str | None = None, *, persistence: bool = False, extra: str = ""
+    ) -> None:
+        super().__init__(workdir, cpus)
+        self.persistence = persistence
+        self.extra = extra
+
+    @classmethod
+    def find(cls) -> str:
+        path = shutil.which(cls.binary) or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if Path(p).exists()), None
+        )
+        if not path:
+            raise ServerUnavailable(f"mosquitto not found (Debian package: apt-get install -y {cls.package})")
+        return path
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        import pwd  # POSIX only, like the servers themselves
+
+        cfg = self.workdir / "mosquitto.conf"
+        lines = [
+            # as root, mosquitto would switch to the mosquitto user, who cannot read our temp dirs
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            "per_listener_settings false",
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            "max_inflight_messages 0",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+        ]
+        if self.persistence:
+            (self.workdir / "data").mkdir(exist_ok=True)
+            lines += [
+                "persistence true",
+                f"persistence_location {self.workdir / 'data'}/",
+                "autosave_interval 1",
+            ]
+        else:
+            lines.append("persistence false")
+        cfg.write_text("\n".join(lines) + "\n" + self.extra + "\n")
+        return [self.find(), "-c", str(cfg)]
+
+    def ready(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+    def restart(self, timeout_s: float = 30.0) -> None:
+        """Start again on the same port (and, with persistence, the same sessions); kills it first if alive."""
+        self.kill()
+        self.proc = None
+        self.start(timeout_s)
+
+    def pause(self) -> None:
+        """SIGSTOP: the broker holds its connections but answers nothing (a hung broker)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()  # a stopped process would not act on SIGTERM
+        super().stop()
 
 
 PG_ROOT = Path("/usr/lib/postgresql")  # Debian: /usr/lib/postgresql/<major>/bin

@@ -11,7 +11,7 @@ import grimp
 import pytest
 
 APP = "shopfloor.app"
-SUBSYSTEMS = ("connectors", "historian", "plant_simulator", "mes", "analytics", "dashboard")
+SUBSYSTEMS = ("connectors", "historian", "plant_simulator", "mes", "analytics", "dashboard", "uns")
 # Which subsystems a subsystem may import besides the kernel: readers of history go through the
 # historian's interfaces, the dashboard also shows the MES. Everything else meets in the app layer.
 MAY_IMPORT: dict[str, set[str]] = {
@@ -21,6 +21,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "mes": {"historian"},
     "analytics": {"historian", "mes"},
     "dashboard": {"historian", "mes", "analytics"},
+    "uns": {"historian"},
 }
 
 
