@@ -170,28 +170,47 @@ async def trip(endpoint: str, asset: str, seconds: float) -> None:
         await obj.call_method(f"{ns}:Trip", ua.Variant(seconds, ua.VariantType.Double))
 
 
+def shows(driver: Any, css: str, value: str, attr: str | None = None) -> bool:
+    """Whether an element matching ``css`` now has this text (or attribute ``attr``): pages redraw while
+    they load, so a found element can go stale before it is read."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return any(
+            (e.get_attribute(attr) if attr else e.text) == value
+            for e in driver.find_elements(By.CSS_SELECTOR, css)
+        )
+    except StaleElementReferenceException:
+        return False
+
+
 def test_the_language_switch_changes_the_labels(demo: Demo, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def until(css: str, value: str, attr: str | None = None) -> None:
+        WebDriverWait(d, 30, poll_frequency=0.25).until(
+            lambda d: shows(d, css, value, attr), f"{css} never showed {value!r}"
+        )
+
     with chromium(tmp_path / "profile") as d:
         log_in(d, demo.url, "demo", demo.password)
         d.get(demo.url + "system")
-        WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "nav-plant").text == "Plant")
-        assert d.find_element(By.TAG_NAME, "h2").text == "System"
+        until("#nav-plant", "Plant")
+        until("h2", "System")
         d.find_element(By.ID, "lang-switch").click()
-        WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "nav-plant").text == "全厂总览")
-        assert d.find_element(By.TAG_NAME, "h2").text == "系统"
-        assert d.find_element(By.ID, "lang-switch").text == "English"
+        until("#nav-plant", "全厂总览")
+        until("h2", "系统")
+        until("#lang-switch", "English")
         # plotly's own words follow: the trend chart's zoom button is titled in Chinese, then in English
         zoom = "#line-trends .modebar-btn[data-val='zoom']"
         d.get(demo.url + "line")
-        WebDriverWait(d, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, zoom))
-        assert d.find_element(By.CSS_SELECTOR, zoom).get_attribute("data-title") == "缩放"
+        until(zoom, "缩放", "data-title")
         d.find_element(By.ID, "lang-switch").click()
-        WebDriverWait(d, 20).until(lambda d: d.find_element(By.ID, "nav-plant").text == "Plant")
-        WebDriverWait(d, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, zoom))
-        assert d.find_element(By.CSS_SELECTOR, zoom).get_attribute("data-title") == "Zoom"
+        until("#nav-plant", "Plant")
+        until(zoom, "Zoom", "data-title")
+        assert not shows(d, zoom, "缩放", "data-title")
 
 
 def open_request(demo: Demo, asset: str) -> int:
