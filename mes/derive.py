@@ -60,7 +60,7 @@ class Changes:
     """What one feed produced; applied by the repository in one transaction."""
 
     intervals: list[IntervalChange] = field(default_factory=list)
-    buckets: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # COUNT_FIELDS order
+    buckets: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # COUNT_FIELDS order
     increments: list[Increment] = field(default_factory=list)
     cursors: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)
     samples_used: int = 0
@@ -252,6 +252,8 @@ class Deriver:
         if not per_field:
             return
         derived_good = st.cfg.counters.good is None
+        buckets_of = ch.buckets
+        width = len(COUNT_FIELDS)
         for f, (ts, delta) in per_field.items():
             nz = delta != 0
             if not nz.any():
@@ -260,11 +262,16 @@ class Deriver:
             uniq, inv = np.unique(buckets, return_inverse=True)
             sums = np.bincount(inv, weights=delta[nz])
             j = COUNT_FIELDS.index(f)
+            sign = 0.0  # how the field goes into a derived good count
+            if derived_good and f in ("total", "scrap", "rework"):
+                sign = 1.0 if f == "total" else -1.0
             for b, v in zip(uniq.tolist(), sums.tolist(), strict=True):
-                row = ch.buckets.setdefault((path, b), np.zeros(len(COUNT_FIELDS)))
+                row = buckets_of.get((path, b))
+                if row is None:
+                    row = buckets_of[(path, b)] = [0.0] * width
                 row[j] += v
-                if derived_good and f in ("total", "scrap", "rework"):
-                    row[1] += v if f == "total" else -v
+                if sign:
+                    row[1] += v if sign > 0 else -v
 
     def _lot_counter(self, key: tuple[str, str], got: tuple[np.ndarray, np.ndarray], ch: Changes) -> None:
         ts, val = got
@@ -275,8 +282,11 @@ class Deriver:
     def _increments(
         path: str, sig: str, ts: np.ndarray, val: np.ndarray, delta: np.ndarray, ch: Changes
     ) -> None:
-        for i in np.flatnonzero(delta > 0).tolist():
-            ch.increments.append(Increment(path, sig, int(ts[i]), float(val[i]), float(delta[i])))
+        up = np.flatnonzero(delta > 0)
+        ch.increments += [
+            Increment(path, sig, t, v, d)
+            for t, v, d in zip(ts[up].tolist(), val[up].tolist(), delta[up].tolist(), strict=True)
+        ]
 
 
 def _ffill(ts: np.ndarray, got: tuple[np.ndarray, np.ndarray] | None, last: int | None) -> np.ndarray:

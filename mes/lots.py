@@ -7,21 +7,26 @@ from __future__ import annotations
 import bisect
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from mes import tables as t
 from mes.derive import Increment
-from mes.records import upsert
+from mes.records import Bulk, upsert
 from shopfloor.config.mes import LotRuleConfig, MesConfig
 
 NS = 1_000_000_000
 COUNT_UNIT = "units"  # a rule with this unit and no quantity signal counts lots: 1 per lot
 MAX_LOTS_PER_INCREMENT = 1000  # a bigger jump of a lot counter is a glitch, not production
 _CHUNK = 900  # ids per IN (...) query; below SQLite's and PostgreSQL's bind-parameter limits
+_LOT_KEYS = (  # a new lot's row as the bulk insert takes it
+    "id", "kind", "asset", "product", "order_id", "start_ns", "end_ns", "quantity", "unit",
+    "energy_kwh", "qty_mark", "energy_mark", "remaining", "consumed", "verdict",
+)  # fmt: skip
+_PAGE = (64, 4096)  # waiting lots of an input asset read per query: the least first page, the largest
 
 Key = tuple[str, str]  # (asset, signal)
 
@@ -98,6 +103,7 @@ class LotMaker:
         self.cfg = cfg
         self.rejects = dict(rejects or {})
         self.max_lots_per_increment = max_lots_per_increment
+        self._bulks: dict[tuple[str, str], Bulk] = {}
         energy = {a.path: a.energy for a in cfg.assets if a.energy}
         prefixes: dict[str, str] = {}
         rules: list[_Rule] = []
@@ -121,7 +127,12 @@ class LotMaker:
 
     # -- applying ------------------------------------------------------------------------------
     def apply(self, conn: Connection, increments: Sequence[Increment]) -> LotStats:
-        """Close the lots these increments finished, link and consume their inputs, record rejects."""
+        """Close the lots these increments finished, link and consume their inputs, record rejects.
+
+        Batched: what the closes read (taken ids, previous lots, waiting inputs, orders, unclaimed
+        rejects) is read in a few queries per call and kept up to date in memory while the lots are
+        made in time order; what they write goes to the database in a few bulk statements at the end.
+        """
         stats = LotStats()
         series: dict[Key, list[Increment]] = defaultdict(list)
         for inc in increments:
@@ -134,16 +145,30 @@ class LotMaker:
             for inc in series.get((rule.cfg.asset, rule.cfg.counter), ())
         ]
         events.sort(key=lambda e: e[:3])  # time order; at one instant upstream rules first
-        cursor: dict[Key, float | None] = {}
         if events:
-            cursor = self._cursor_values(conn)
-        for _, _, _, rule, inc in events:
-            self._close(conn, rule, inc, series, cursor, stats)
+            run = _Run(self, conn, series, events)
+            for _, _, _, rule, inc in events:
+                run.close(rule, inc, stats)
+            run.flush()
         for rule in self.rules:
             if rule.reject:
                 for inc in series.get((rule.cfg.asset, rule.reject), ()):
                     self._reject(conn, rule, inc, stats)
         return stats
+
+    def _bulk(self, conn: Connection, name: str) -> Bulk:
+        """The insert of new lots or links, compiled once per dialect (rows as tuples)."""
+        key = (conn.dialect.name, name)
+        bulk = self._bulks.get(key)
+        if bulk is None:
+            if name == "lots":
+                stmt = upsert(conn, t.lots).on_conflict_do_nothing(index_elements=["id"])
+                keys: tuple[str, ...] = _LOT_KEYS
+            else:
+                stmt = upsert(conn, t.lot_links).on_conflict_do_nothing(index_elements=["parent", "child"])
+                keys = ("parent", "child", "quantity")
+            bulk = self._bulks[key] = Bulk.compile(conn, stmt, keys)
+        return bulk
 
     def _cursor_values(self, conn: Connection) -> dict[Key, float | None]:
         wanted = {(r.cfg.asset, s) for r in self.rules for s in (r.cfg.quantity, r.energy) if s}
@@ -155,225 +180,9 @@ class LotMaker:
         )
         return {(r.asset, r.signal): r.value for r in rows if (r.asset, r.signal) in wanted}
 
-    def _close(
-        self,
-        conn: Connection,
-        rule: _Rule,
-        inc: Increment,
-        series: Mapping[Key, list[Increment]],
-        cursor: Mapping[Key, float | None],
-        stats: LotStats,
-    ) -> None:
-        r, lt = rule.cfg, t.lots.c
-        ts = inc.ts_ns
-        k = max(1, round(inc.delta))
-        if k > self.max_lots_per_increment:
-            stats.refused += 1
-            return
-        v = round(inc.value)
-        bases = [b for n in range(v - k + 1, v + 1) if (b := self._base_id(conn, rule, n, ts)) is not None]
-        stats.replayed += k - len(bases)
-        if not bases:
-            return
-        prev = conn.execute(
-            select(lt.end_ns, lt.qty_mark, lt.energy_mark)
-            .where(lt.asset == r.asset, lt.kind == r.kind, lt.end_ns < ts)
-            .order_by(lt.end_ns.desc())
-            .limit(1)
-        ).first()
-        prev_end = prev.end_ns if prev else None
-        n_lots = k * r.pieces
-        qty_mark: float | None = None
-        if r.quantity:
-            amount, qty_mark = _amount(
-                series.get((r.asset, r.quantity), []),
-                ts,
-                prev_end,
-                prev.qty_mark if prev else None,
-                cursor.get((r.asset, r.quantity)),
-            )
-            counted_qty: float | None = (amount or 0.0) / n_lots
-        else:
-            counted_qty = None
-        energy: float | None = None
-        energy_mark: float | None = None
-        if rule.energy:
-            e_amount, energy_mark = _amount(
-                series.get((r.asset, rule.energy), []),
-                ts,
-                prev_end,
-                prev.energy_mark if prev else None,
-                cursor.get((r.asset, rule.energy)),
-            )
-            energy = None if e_amount is None else e_amount / n_lots
-        order_id, product = _order_at(conn, r.asset, ts)
-        for base in bases:
-            ids = [base] if r.pieces == 1 else [f"{base}.{i}" for i in range(1, r.pieces + 1)]
-            if r.consume == "quantity":
-                need = (counted_qty or 0.0) * len(ids)
-                parents = self._draw_inputs(conn, rule, ts, stats, len(ids), need)
-            else:
-                parents = self._take_inputs(conn, rule, ts, stats, len(ids))
-            quantity = counted_qty
-            if quantity is None:
-                units = {p["unit"] for p in parents}
-                inherit = bool(parents) and r.quantity_unit != COUNT_UNIT and units == {r.quantity_unit}
-                quantity = sum(p["quantity"] for p in parents) / r.pieces if inherit else 1.0
-            conn.execute(
-                upsert(conn, t.lots).on_conflict_do_nothing(index_elements=["id"]),
-                [
-                    {
-                        "id": lot_id,
-                        "kind": r.kind,
-                        "asset": r.asset,
-                        "product": product,
-                        "order_id": order_id,
-                        "start_ns": prev_end,
-                        "end_ns": ts,
-                        "quantity": quantity,
-                        "unit": r.quantity_unit,
-                        "energy_kwh": energy,
-                        "qty_mark": qty_mark,
-                        "energy_mark": energy_mark,
-                        "remaining": quantity,
-                        "consumed": False,
-                        "verdict": "unknown",
-                    }
-                    for lot_id in ids
-                ],
-            )
-            stats.lots += len(ids)
-            links = [
-                {"parent": p["id"], "child": c, "quantity": p.get("drawn", p["quantity"]) / len(ids)}
-                for p in parents
-                for c in ids
-            ]
-            if links:
-                conn.execute(
-                    upsert(conn, t.lot_links).on_conflict_do_nothing(index_elements=["parent", "child"]),
-                    links,
-                )
-                stats.links += len(links)
-        if rule.reject:
-            self._claim_rejects(conn, rule, bases[0] if r.pieces == 1 else f"{bases[0]}.1", prev_end, ts)
-
-    def _base_id(self, conn: Connection, rule: _Rule, n: int, ts: int) -> str | None:
-        """The id of lot ``n`` closed at ``ts`` (before any piece suffix); None when it exists (a replay).
-
-        ``{prefix}-{n}``; when a counter reset made that id an older lot's, ``{prefix}-{n}@{UTC time}``.
-        """
-        base = f"{rule.prefix}-{n}"
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts // NS))
-        lt = t.lots.c
-        for cand in (base, f"{base}@{stamp}", f"{base}@{ts}"):
-            first = cand if rule.cfg.pieces == 1 else f"{cand}.1"
-            row = conn.execute(select(lt.asset, lt.end_ns).where(lt.id == first)).first()
-            if row is None:
-                return cand
-            if row.asset == rule.cfg.asset and row.end_ns == ts:
-                return None
-        raise ValueError(f"lot ids {base}, {base}@{stamp} and {base}@{ts} are all taken by other lots")
-
-    def _take_inputs(
-        self, conn: Connection, rule: _Rule, ts: int, stats: LotStats, n_children: int
-    ) -> list[dict[str, Any]]:
-        """Waiting lots of the input assets that ended at or before ``ts``, marked consumed: the oldest of
-        them all ('one': parallel machines feeding one station), the oldest of each input ('each': an
-        assembly of different parts) or every one ('all': a merge)."""
-        r, lt = rule.cfg, t.lots.c
-        if not r.inputs:
-            return []
-        fifo = (lt.end_ns, func.length(lt.id), lt.id)  # FIFO; n-9 before n-10 at one instant
-        waiting = (lt.consumed.is_(False), lt.end_ns <= ts)
-        parents: list[dict[str, Any]] = []
-        found = 0
-        if r.consume == "one":
-            q = (
-                select(lt.id, lt.quantity, lt.unit)
-                .where(lt.asset.in_(r.inputs), *waiting)
-                .order_by(*fifo)
-                .limit(1)
-            )
-            parents = [dict(x._mapping) for x in conn.execute(q)]
-            found = len(r.inputs) if parents else 0
-        else:
-            for src in r.inputs:
-                q = select(lt.id, lt.quantity, lt.unit).where(lt.asset == src, *waiting).order_by(*fifo)
-                got = [dict(x._mapping) for x in conn.execute(q.limit(1) if r.consume == "each" else q)]
-                found += bool(got)
-                parents += got
-        if parents:
-            conn.execute(update(t.lots).where(lt.id.in_([p["id"] for p in parents])).values(consumed=True))
-            stats.consumed += len(parents)
-        if not found:
-            stats.untraced += n_children
-        elif found < len(r.inputs):
-            stats.partial += n_children
-        return parents
-
-    def _draw_inputs(
-        self, conn: Connection, rule: _Rule, ts: int, stats: LotStats, n_children: int, need: float
-    ) -> list[dict[str, Any]]:
-        """'quantity' mode: draw ``need`` (in this rule's unit) from the waiting input lots oldest first;
-        a lot drawn to nothing is consumed. Each parent carries what was drawn from it, in its own unit."""
-        r, lt = rule.cfg, t.lots.c
-        parents: list[dict[str, Any]] = []
-        left = need
-        for src in r.inputs:
-            if left <= 1e-9:
-                break
-            rows = conn.execute(
-                select(lt.id, lt.quantity, lt.unit, lt.remaining)
-                .where(lt.asset == src, lt.consumed.is_(False), lt.end_ns <= ts)
-                .order_by(lt.end_ns, func.length(lt.id), lt.id)
-            ).all()
-            for row in rows:
-                if left <= 1e-9:
-                    break
-                scale = _unit_scale(r.quantity_unit, row.unit)  # this rule's unit -> the parent's
-                if scale is None:
-                    continue
-                have = row.remaining if row.remaining is not None else row.quantity
-                take = min(have, left * scale)
-                if take <= 0:
-                    continue
-                rest = have - take
-                gone = rest <= 1e-9 * max(1.0, row.quantity)
-                conn.execute(
-                    update(t.lots)
-                    .where(lt.id == row.id)
-                    .values(remaining=0.0 if gone else rest, consumed=gone)
-                )
-                stats.consumed += gone
-                left -= take / scale
-                parents.append({"id": row.id, "quantity": row.quantity, "unit": row.unit, "drawn": take})
-        if not parents:
-            stats.untraced += n_children
-        elif left > 1e-9 * max(1.0, need):
-            stats.partial += n_children  # made of more than was waiting upstream (a melt not yet tapped)
-        return parents
-
-    def _claim_rejects(
-        self, conn: Connection, rule: _Rule, lot_id: str, prev_end: int | None, ts: int
-    ) -> None:
-        """Rejects recorded before this lot closed (in its interval) are its; the lot fails."""
-        q = t.quality_results.c
-        where = [
-            q.asset == rule.cfg.asset,
-            q.characteristic == rule.reject,
-            q.source == "derived",
-            q.lot_id.is_(None),
-            q.ts_ns <= ts,
-        ]
-        if prev_end is not None:
-            where.append(q.ts_ns > prev_end)
-        res = conn.execute(update(t.quality_results).where(and_(*where)).values(lot_id=lot_id))
-        if res.rowcount:
-            self._fail(conn, rule, ts)
-
     def _reject(self, conn: Connection, rule: _Rule, inc: Increment, stats: LotStats) -> None:
         """A reject increment: a failed quality result of the first lot ending at or after it (NULL lot
-        until that lot closes; ``_claim_rejects`` then assigns it)."""
+        until that lot closes; the close then claims it)."""
         lt = t.lots.c
         lot = conn.execute(
             select(lt.id, lt.end_ns)
@@ -414,6 +223,499 @@ class LotMaker:
         )
 
 
+@dataclass(slots=True, eq=False)
+class _Lot:
+    """A lot as one ``apply`` sees it: a waiting input read from the database, or a lot it made."""
+
+    id: str
+    asset: str
+    end_ns: int
+    quantity: float
+    unit: str
+    remaining: float | None
+    consumed: bool = False
+    row: dict[str, Any] | None = None  # a lot this apply made: the row it inserts
+    touched: bool = False  # a database lot this apply consumed or drew from
+
+
+def _fifo(lot: _Lot) -> tuple[int, int, str]:
+    """Oldest first; at one instant n-9 before n-10 (the order the queries of mes.lots use)."""
+    return (lot.end_ns, len(lot.id), lot.id)
+
+
+class _Waiting:
+    """The waiting (not consumed) lots of one input asset that ended by ``until``, oldest first.
+
+    The database's are read a page at a time, only as far as a walk goes (an upstream machine may have
+    weeks of lots waiting; a close takes the oldest), and merged with the lots this apply made there.
+    Pages end at a whole instant, so every database lot that ended by ``loaded_to`` is in ``items``.
+    """
+
+    def __init__(self, conn: Connection, asset: str, until: int, first_page: int = 0) -> None:
+        self.conn, self.asset, self.until = conn, asset, until
+        self.items: list[_Lot] = []  # FIFO order from ``head`` on (before it: consumed lots)
+        self.head = 0
+        self.loaded_to: int | None = None
+        self.complete = False
+        self.page = min(max(first_page, _PAGE[0]), _PAGE[1])  # doubles with every page read
+
+    def add(self, lot: _Lot) -> None:
+        bisect.insort(self.items, lot, lo=self.head, key=_fifo)
+
+    def walk(self, ts: int) -> Iterator[_Lot]:
+        """The waiting lots that ended at or before ``ts``, oldest first (as they are when reached)."""
+        items = self.items
+        while self.head < len(items) and items[self.head].consumed:
+            self.head += 1
+        if self.head > 4096 and self.head * 2 > len(items):
+            del items[: self.head]
+            self.head = 0
+        i = self.head
+        while True:
+            if not self.complete and (
+                self.loaded_to is None or i >= len(items) or items[i].end_ns > self.loaded_to
+            ):
+                if self.loaded_to is not None and self.loaded_to >= ts:
+                    return
+                self._fetch()
+                continue
+            if i >= len(items) or items[i].end_ns > ts:
+                return
+            lot = items[i]
+            i += 1
+            if not lot.consumed:
+                yield lot
+
+    def _fetch(self) -> None:
+        lt = t.lots.c
+        q = select(lt.id, lt.end_ns, lt.quantity, lt.unit, lt.remaining).where(
+            lt.asset == self.asset, lt.consumed.is_(False), lt.end_ns <= self.until
+        )
+        if self.loaded_to is not None:
+            q = q.where(lt.end_ns > self.loaded_to)
+        rows = list(self.conn.execute(q.order_by(lt.end_ns).limit(self.page)))
+        if len(rows) < self.page:
+            self.complete = True
+            self.loaded_to = self.until
+        else:  # the page's last instant may go on: read all of it
+            last = rows[-1].end_ns
+            rows = [r for r in rows if r.end_ns < last]
+            rows += self.conn.execute(q.where(lt.end_ns == last))
+            self.loaded_to = last
+            self.page = min(2 * self.page, _PAGE[1])
+        for r in rows:
+            self.add(_Lot(r.id, self.asset, r.end_ns, r.quantity, r.unit, r.remaining))
+
+
+class _Marks:
+    """(end, quantity mark, energy mark) of one (asset, kind)'s lots around the apply's time range."""
+
+    def __init__(self, conn: Connection, asset: str, kind: str, lo: int, hi: int) -> None:
+        lt = t.lots.c
+        cols = (lt.end_ns, lt.qty_mark, lt.energy_mark)
+        mine = (lt.asset == asset, lt.kind == kind)
+        before = conn.execute(
+            select(*cols).where(*mine, lt.end_ns < lo).order_by(lt.end_ns.desc()).limit(1)
+        ).all()
+        inside = conn.execute(
+            select(*cols).where(*mine, lt.end_ns >= lo, lt.end_ns < hi).order_by(lt.end_ns)
+        ).all()
+        rows = [*before, *inside]
+        self.ends = [int(r.end_ns) for r in rows]
+        self.marks: list[tuple[float | None, float | None]] = [(r.qty_mark, r.energy_mark) for r in rows]
+
+    def before(self, ts: int) -> tuple[int, float | None, float | None] | None:
+        """The latest lot that ended before ``ts``."""
+        i = bisect.bisect_left(self.ends, ts) - 1
+        return (self.ends[i], *self.marks[i]) if i >= 0 else None
+
+    def add(self, end_ns: int, qty_mark: float | None, energy_mark: float | None) -> None:
+        i = bisect.bisect_right(self.ends, end_ns)
+        self.ends.insert(i, end_ns)
+        self.marks.insert(i, (qty_mark, energy_mark))
+
+
+class _Run:
+    """One ``LotMaker.apply``: the closes in time order against an in-memory view of what they read,
+    then one flush of what they wrote (see ``LotMaker.apply``)."""
+
+    def __init__(
+        self,
+        maker: LotMaker,
+        conn: Connection,
+        series: Mapping[Key, list[Increment]],
+        events: Sequence[tuple[int, int, float, _Rule, Increment]],
+    ) -> None:
+        self.maker, self.conn, self.series = maker, conn, series
+        self.stamps = {k: [x.ts_ns for x in incs] for k, incs in series.items()}
+        self.lo, self.hi = events[0][0], events[-1][0]
+        self._cursor: dict[Key, float | None] | None = None
+        self.ids: dict[str, tuple[str, int] | None] = self._taken_ids(events)
+        self.marks: dict[tuple[str, str], _Marks] = {}
+        takes: dict[str, int] = defaultdict(int)  # lots the closes may take one by one, per input
+        for _, _, _, rule, inc in events:
+            if rule.cfg.consume in ("one", "each"):
+                for a in rule.cfg.inputs:
+                    takes[a] += max(1, round(inc.delta)) * rule.cfg.pieces
+        self.waiting = {
+            a: _Waiting(conn, a, self.hi, takes.get(a, 0) + 1) for r in maker.rules for a in r.cfg.inputs
+        }
+        self.orders = self._orders({rule.cfg.asset for _, _, _, rule, _ in events})
+        self.unclaimed: dict[Key, tuple[list[int], list[int]]] = {}  # (asset, reject) -> (ts, ids)
+        self.new: list[_Lot] = []
+        self.new_at: dict[tuple[str, str, int], list[_Lot]] = defaultdict(list)  # (asset, kind, end)
+        self.links: list[tuple[str, str, float]] = []  # (parent, child, quantity)
+        self.claims: list[dict[str, Any]] = []  # quality result id -> lot id
+        self.failed: list[dict[str, Any]] = []  # (asset, kind, end) of database lots that fail
+        self.touched: list[_Lot] = []  # database lots consumed or drawn from
+
+    # -- what the closes read ------------------------------------------------------------------
+    def cursor_value(self, key: Key) -> float | None:
+        """The counter's last value before this feed, read only when the feed has no increment of it."""
+        if key in self.series:
+            return None  # not used: _amount starts from the feed's first increment
+        if self._cursor is None:
+            self._cursor = self.maker._cursor_values(self.conn)
+        return self._cursor.get(key)
+
+    def _taken_ids(
+        self, events: Sequence[tuple[int, int, float, _Rule, Increment]]
+    ) -> dict[str, tuple[str, int] | None]:
+        """Asset and end of the lots holding the ids the closes will try; None: free. First every
+        ``{prefix}-{n}``, then the fallbacks of those that are taken by another lot or wanted twice (a
+        counter reset); any other id is looked up when a close needs it."""
+        wanted: list[tuple[str, str, int, _Rule]] = []  # (id tried first, base, ts, rule)
+        for _, _, _, rule, inc in events:
+            k = max(1, round(inc.delta))
+            if k > self.maker.max_lots_per_increment:
+                continue
+            v = round(inc.value)
+            suffix = "" if rule.cfg.pieces == 1 else ".1"
+            for n in range(v - k + 1, v + 1):
+                base = f"{rule.prefix}-{n}"
+                wanted.append((base + suffix, base, inc.ts_ns, rule))
+        ids: dict[str, tuple[str, int] | None] = {}
+        twice: set[str] = set()
+        for first, _, _, _ in wanted:
+            if first in ids:
+                twice.add(first)
+            ids[first] = None
+        self._look_up(ids, list(ids))
+        more: dict[str, None] = {}
+        for first, base, ts, rule in wanted:
+            held = ids[first]
+            if first in twice or (held is not None and held != (rule.cfg.asset, ts)):
+                suffix = "" if rule.cfg.pieces == 1 else ".1"
+                for cand in (f"{base}@{_stamp(ts)}", f"{base}@{ts}"):
+                    if cand + suffix not in ids:
+                        more[cand + suffix] = None
+        if more:
+            ids.update(more)
+            self._look_up(ids, list(more))
+        return ids
+
+    def _look_up(self, ids: dict[str, tuple[str, int] | None], wanted: list[str]) -> None:
+        lt = t.lots.c
+        for chunk in _chunks(wanted):
+            for r in self.conn.execute(select(lt.id, lt.asset, lt.end_ns).where(lt.id.in_(chunk))):
+                ids[r.id] = (r.asset, r.end_ns)
+
+    def _holder(self, lot_id: str) -> tuple[str, int] | None:
+        if lot_id not in self.ids:
+            self.ids[lot_id] = None
+            self._look_up(self.ids, [lot_id])
+        return self.ids[lot_id]
+
+    def _base_id(self, rule: _Rule, n: int, ts: int) -> str | None:
+        """The id of lot ``n`` closed at ``ts`` (before any piece suffix); None when it exists (a replay).
+
+        ``{prefix}-{n}``; when a counter reset made that id an older lot's, ``{prefix}-{n}@{UTC time}``.
+        """
+        base = f"{rule.prefix}-{n}"
+        for cand in (base, None, f"{base}@{ts}"):
+            if cand is None:
+                cand = f"{base}@{_stamp(ts)}"
+            first = cand if rule.cfg.pieces == 1 else f"{cand}.1"
+            row = self._holder(first)
+            if row is None:
+                return cand
+            if row[0] == rule.cfg.asset and row[1] == ts:
+                return None
+        raise ValueError(f"lot ids {base}, {base}@{_stamp(ts)} and {base}@{ts} are all taken by other lots")
+
+    def _marks_of(self, rule: _Rule) -> _Marks:
+        key = (rule.cfg.asset, rule.cfg.kind)
+        marks = self.marks.get(key)
+        if marks is None:
+            marks = self.marks[key] = _Marks(self.conn, *key, self.lo, self.hi)
+        return marks
+
+    def _orders(self, assets: set[str]) -> dict[str, list[tuple[int, int | None, str, str]]]:
+        """The work orders that ran on ``assets`` during the apply's time range: (start, end, id, product)."""
+        wo = t.work_orders.c
+        rows = self.conn.execute(
+            select(wo.id, wo.product, wo.asset, wo.actual_start_ns, wo.actual_end_ns)
+            .where(
+                wo.asset.in_(sorted(assets)),
+                wo.actual_start_ns.is_not(None),
+                wo.actual_start_ns <= self.hi,
+                or_(wo.actual_end_ns.is_(None), wo.actual_end_ns >= self.lo),
+            )
+            .order_by(wo.actual_start_ns, wo.id)
+        )
+        out: dict[str, list[tuple[int, int | None, str, str]]] = defaultdict(list)
+        for r in rows:
+            out[r.asset].append((r.actual_start_ns, r.actual_end_ns, r.id, r.product))
+        return out
+
+    def _order_at(self, asset: str, ts: int) -> tuple[str | None, str | None]:
+        """(order id, product) of the work order that was running on ``asset`` at ``ts``, if any: the
+        latest started of those started by then and not ended before."""
+        best: tuple[int, int | None, str, str] | None = None
+        for o in self.orders.get(asset, ()):
+            if o[0] > ts:
+                break
+            if (o[1] is None or o[1] >= ts) and (best is None or o[0] > best[0]):
+                best = o
+        return (best[2], best[3]) if best else (None, None)
+
+    # -- closing a lot -------------------------------------------------------------------------
+    def close(self, rule: _Rule, inc: Increment, stats: LotStats) -> None:
+        r = rule.cfg
+        ts = inc.ts_ns
+        k = max(1, round(inc.delta))
+        if k > self.maker.max_lots_per_increment:
+            stats.refused += 1
+            return
+        v = round(inc.value)
+        bases = [b for n in range(v - k + 1, v + 1) if (b := self._base_id(rule, n, ts)) is not None]
+        stats.replayed += k - len(bases)
+        if not bases:
+            return
+        marks = self._marks_of(rule)  # read before this close adds its lots
+        prev = marks.before(ts)
+        prev_end = prev[0] if prev else None
+        n_lots = k * r.pieces
+        qty_mark: float | None = None
+        if r.quantity:
+            key = (r.asset, r.quantity)
+            amount, qty_mark = _amount(
+                self.series.get(key, []),
+                ts,
+                prev_end,
+                prev[1] if prev else None,
+                self.cursor_value(key),
+                self.stamps.get(key, []),
+            )
+            counted_qty: float | None = (amount or 0.0) / n_lots
+        else:
+            counted_qty = None
+        energy: float | None = None
+        energy_mark: float | None = None
+        if rule.energy:
+            key = (r.asset, rule.energy)
+            e_amount, energy_mark = _amount(
+                self.series.get(key, []),
+                ts,
+                prev_end,
+                prev[2] if prev else None,
+                self.cursor_value(key),
+                self.stamps.get(key, []),
+            )
+            energy = None if e_amount is None else e_amount / n_lots
+        order_id, product = self._order_at(r.asset, ts)
+        waiting = self.waiting.get(r.asset)
+        for base in bases:
+            ids = [base] if r.pieces == 1 else [f"{base}.{i}" for i in range(1, r.pieces + 1)]
+            if r.consume == "quantity":
+                need = (counted_qty or 0.0) * len(ids)
+                parents = self._draw_inputs(rule, ts, stats, len(ids), need)
+            else:
+                parents = self._take_inputs(rule, ts, stats, len(ids))
+            quantity = counted_qty
+            if quantity is None:
+                units = {p["unit"] for p in parents}
+                inherit = bool(parents) and r.quantity_unit != COUNT_UNIT and units == {r.quantity_unit}
+                quantity = sum(p["quantity"] for p in parents) / r.pieces if inherit else 1.0
+            for lot_id in ids:
+                row = {
+                    "id": lot_id,
+                    "kind": r.kind,
+                    "asset": r.asset,
+                    "product": product,
+                    "order_id": order_id,
+                    "start_ns": prev_end,
+                    "end_ns": ts,
+                    "quantity": quantity,
+                    "unit": r.quantity_unit,
+                    "energy_kwh": energy,
+                    "qty_mark": qty_mark,
+                    "energy_mark": energy_mark,
+                    "remaining": quantity,
+                    "consumed": False,
+                    "verdict": "unknown",
+                }
+                lot = _Lot(lot_id, r.asset, ts, quantity, r.quantity_unit, quantity, row=row)
+                self.new.append(lot)
+                self.new_at[(r.asset, r.kind, ts)].append(lot)
+                self.ids[lot_id] = (r.asset, ts)
+                if waiting is not None:
+                    waiting.add(lot)
+            marks.add(ts, qty_mark, energy_mark)
+            stats.lots += len(ids)
+            links = [(p["id"], c, p.get("drawn", p["quantity"]) / len(ids)) for p in parents for c in ids]
+            self.links += links
+            stats.links += len(links)
+        if rule.reject:
+            self._claim_rejects(rule, bases[0] if r.pieces == 1 else f"{bases[0]}.1", prev_end, ts)
+
+    def _take_inputs(self, rule: _Rule, ts: int, stats: LotStats, n_children: int) -> list[dict[str, Any]]:
+        """Waiting lots of the input assets that ended at or before ``ts``, marked consumed: the oldest of
+        them all ('one': parallel machines feeding one station), the oldest of each input ('each': an
+        assembly of different parts) or every one ('all': a merge)."""
+        r = rule.cfg
+        if not r.inputs:
+            return []
+        taken: list[_Lot] = []
+        found = 0
+        if r.consume == "one":
+            heads = [h for src in dict.fromkeys(r.inputs) if (h := next(self.waiting[src].walk(ts), None))]
+            if heads:
+                taken = [min(heads, key=_fifo)]
+            found = len(r.inputs) if taken else 0
+        else:
+            for src in r.inputs:  # what each input has waiting, as the database had it before this take
+                walk = self.waiting[src].walk(ts)
+                got = [x for x in ([next(walk, None)] if r.consume == "each" else walk) if x is not None]
+                found += bool(got)
+                taken += got
+        for lot in taken:
+            self._touch(lot, consumed=True)
+        stats.consumed += len(taken)
+        if not found:
+            stats.untraced += n_children
+        elif found < len(r.inputs):
+            stats.partial += n_children
+        return [{"id": x.id, "quantity": x.quantity, "unit": x.unit} for x in taken]
+
+    def _draw_inputs(
+        self, rule: _Rule, ts: int, stats: LotStats, n_children: int, need: float
+    ) -> list[dict[str, Any]]:
+        """'quantity' mode: draw ``need`` (in this rule's unit) from the waiting input lots oldest first;
+        a lot drawn to nothing is consumed. Each parent carries what was drawn from it, in its own unit."""
+        r = rule.cfg
+        parents: list[dict[str, Any]] = []
+        left = need
+        for src in r.inputs:
+            if left <= 1e-9:
+                break
+            for lot in self.waiting[src].walk(ts):  # lazily: weeks of melts may be waiting
+                if left <= 1e-9:
+                    break
+                scale = _unit_scale(r.quantity_unit, lot.unit)  # this rule's unit -> the parent's
+                if scale is None:
+                    continue
+                have = lot.remaining if lot.remaining is not None else lot.quantity
+                take = min(have, left * scale)
+                if take <= 0:
+                    continue
+                rest = have - take
+                gone = rest <= 1e-9 * max(1.0, lot.quantity)
+                lot.remaining = 0.0 if gone else rest
+                self._touch(lot, consumed=gone)
+                stats.consumed += gone
+                left -= take / scale
+                parents.append({"id": lot.id, "quantity": lot.quantity, "unit": lot.unit, "drawn": take})
+        if not parents:
+            stats.untraced += n_children
+        elif left > 1e-9 * max(1.0, need):
+            stats.partial += n_children  # made of more than was waiting upstream (a melt not yet tapped)
+        return parents
+
+    def _touch(self, lot: _Lot, consumed: bool) -> None:
+        lot.consumed = lot.consumed or consumed
+        if lot.row is None and not lot.touched:
+            lot.touched = True
+            self.touched.append(lot)
+
+    def _claim_rejects(self, rule: _Rule, lot_id: str, prev_end: int | None, ts: int) -> None:
+        """Rejects recorded before this lot closed (in its interval) are its; the lot fails."""
+        assert rule.reject is not None
+        key = (rule.cfg.asset, rule.reject)
+        got = self.unclaimed.get(key)
+        if got is None:
+            q = t.quality_results.c
+            rows = self.conn.execute(
+                select(q.id, q.ts_ns)
+                .where(
+                    q.asset == rule.cfg.asset,
+                    q.characteristic == rule.reject,
+                    q.source == "derived",
+                    q.lot_id.is_(None),
+                    q.ts_ns <= self.hi,
+                )
+                .order_by(q.ts_ns, q.id)
+            ).all()
+            got = self.unclaimed[key] = ([int(x.ts_ns) for x in rows], [int(x.id) for x in rows])
+        stamps, ids = got
+        a = 0 if prev_end is None else bisect.bisect_right(stamps, prev_end)
+        b = bisect.bisect_right(stamps, ts)
+        if b <= a:
+            return
+        self.claims += [{"b_id": i, "b_lot": lot_id} for i in ids[a:b]]
+        del stamps[a:b], ids[a:b]
+        for lot in self.new_at.get((rule.cfg.asset, rule.cfg.kind, ts), ()):
+            if lot.row is not None:
+                lot.row["verdict"] = "fail"
+        self.failed.append({"b_asset": rule.cfg.asset, "b_kind": rule.cfg.kind, "b_end": ts})
+
+    # -- writing -------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write what the closes did: failed and consumed database lots, new lots, links, claims."""
+        conn, lots = self.conn, t.lots
+        lt = lots.c
+        if self.failed:  # the database's lots of that instant (this apply's lots carry their verdict)
+            conn.execute(
+                update(lots)
+                .where(
+                    lt.asset == bindparam("b_asset"),
+                    lt.kind == bindparam("b_kind"),
+                    lt.end_ns == bindparam("b_end"),
+                )
+                .values(verdict="fail"),
+                self.failed,
+            )
+        touched = [{"b_id": x.id, "b_remaining": x.remaining, "b_consumed": x.consumed} for x in self.touched]
+        if touched:
+            conn.execute(
+                update(lots)
+                .where(lt.id == bindparam("b_id"))
+                .values(remaining=bindparam("b_remaining"), consumed=bindparam("b_consumed")),
+                touched,
+            )
+        if self.new:
+            rows = []
+            for x in self.new:
+                row = x.row
+                assert row is not None
+                row["consumed"], row["remaining"] = x.consumed, x.remaining
+                rows.append(tuple([row[k] for k in _LOT_KEYS]))
+            self.maker._bulk(conn, "lots").run(conn, rows)
+        if self.links:
+            self.maker._bulk(conn, "links").run(conn, self.links)
+        if self.claims:
+            q = t.quality_results
+            conn.execute(
+                update(q).where(q.c.id == bindparam("b_id")).values(lot_id=bindparam("b_lot")),
+                self.claims,
+            )
+
+
+def _stamp(ts: int) -> str:
+    """UTC second of ``ts`` as in lot ids: 20260101T000140Z."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts // NS))
+
+
 def _flow_order(rules: Sequence[LotRuleConfig]) -> list[LotRuleConfig]:
     """Rules with their inputs' rules first (config order otherwise; a loop keeps config order)."""
     makers = {r.asset for r in rules}
@@ -444,7 +746,12 @@ def _unit_scale(frm: str, to: str) -> float | None:
 
 
 def _amount(
-    incs: list[Increment], ts: int, prev_end: int | None, prev_mark: float | None, cursor: float | None
+    incs: list[Increment],
+    ts: int,
+    prev_end: int | None,
+    prev_mark: float | None,
+    cursor: float | None,
+    stamps: Sequence[int] | None = None,
 ) -> tuple[float | None, float | None]:
     """(increase of a counter over a lot ending at ``ts``, its value at ``ts``); (None, None) if unknown.
 
@@ -452,9 +759,10 @@ def _amount(
     first increment given, else the counter's cursor (it did not move in this feed). The value at the
     lot's start is the previous lot's mark, else (the first lot) the value before the first increment
     given. A value below the start means a counter reset: the increments' deltas since the previous lot.
+    ``stamps`` are the increments' times (computed once per apply).
     """
     first = incs[0].value - incs[0].delta if incs else cursor
-    i = bisect.bisect_right([x.ts_ns for x in incs], ts) - 1
+    i = bisect.bisect_right(stamps if stamps is not None else [x.ts_ns for x in incs], ts) - 1
     end = incs[i].value if i >= 0 else first
     start = prev_mark if prev_mark is not None else first
     if end is None:
@@ -465,23 +773,6 @@ def _amount(
     if amount < 0:
         amount = sum(x.delta for x in incs[: i + 1] if prev_end is None or x.ts_ns > prev_end)
     return amount, end
-
-
-def _order_at(conn: Connection, asset: str, ts: int) -> tuple[str | None, str | None]:
-    """(order id, product) of the work order that was running on ``asset`` at ``ts``, if any."""
-    wo = t.work_orders.c
-    row = conn.execute(
-        select(wo.id, wo.product)
-        .where(
-            wo.asset == asset,
-            wo.actual_start_ns.is_not(None),
-            wo.actual_start_ns <= ts,
-            or_(wo.actual_end_ns.is_(None), wo.actual_end_ns >= ts),
-        )
-        .order_by(wo.actual_start_ns.desc())
-        .limit(1)
-    ).first()
-    return (row.id, row.product) if row else (None, None)
 
 
 # -- tracing ---------------------------------------------------------------------------------------

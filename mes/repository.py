@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 
 from mes import tables as t
 from mes.derive import COUNT_FIELDS, Changes, OpenInterval
@@ -22,7 +22,7 @@ from mes.maintenance import MaintenanceBook
 from mes.order_spec import OrderStatus
 from mes.orders import OrderBook
 from mes.quality import QualityBook
-from mes.records import MES_ACTOR, NS, Conflict, NotFound, Page, fetch_page, upsert
+from mes.records import MES_ACTOR, NS, Bulk, Conflict, NotFound, Page, fetch_page, upsert
 from mes.stops import StopLog
 from shopfloor.config.mes import LossName, MesConfig
 
@@ -59,11 +59,11 @@ class Repository(OrderBook, StopLog, MaintenanceBook, QualityBook):
         for pos, (path, kind, desc) in enumerate(assets):
             parts = path.split("/")
             for depth in range(1, len(parts)):
-                p = "/".join(parts[:depth])
+                above = "/".join(parts[:depth])
                 rows.setdefault(
-                    p,
+                    above,
                     {
-                        "path": p,
+                        "path": above,
                         "level": levels[min(depth - 1, 2)],
                         "parent": "/".join(parts[: depth - 1]) or None,
                         "name": parts[depth - 1],
@@ -167,15 +167,10 @@ class Repository(OrderBook, StopLog, MaintenanceBook, QualityBook):
                 )
                 conn.execute(update(si).where(and_(here, si.c.reason_by.is_(None))).values(reason=reason))
                 continue
-            conn.execute(
-                update(si)
-                .where(and_(si.c.asset == c.asset, si.c.end_ns.is_(None), si.c.start_ns < c.at_ns))
-                .values(end_ns=c.at_ns)
-            )
+            conn.execute(self._stmt(conn, "close_interval"), {"b_asset": c.asset, "b_at": c.at_ns})
             order = running.get(c.asset)
-            stmt = upsert(conn, si).on_conflict_do_nothing(index_elements=["asset", "start_ns"])
             conn.execute(
-                stmt,
+                self._stmt(conn, "open_interval"),
                 {
                     "asset": c.asset,
                     "start_ns": c.at_ns,
@@ -205,7 +200,20 @@ class Repository(OrderBook, StopLog, MaintenanceBook, QualityBook):
         key = (conn.dialect.name, name)
         stmt = self._stmts.get(key)
         if stmt is None:
-            if name == "cursors":
+            si = t.state_intervals
+            if name == "close_interval":  # the open interval of an asset ends where the next one starts
+                stmt = (
+                    update(si)
+                    .where(
+                        si.c.asset == bindparam("b_asset"),
+                        si.c.end_ns.is_(None),
+                        si.c.start_ns < bindparam("b_at"),
+                    )
+                    .values(end_ns=bindparam("b_at"))
+                )
+            elif name == "open_interval":
+                stmt = upsert(conn, si).on_conflict_do_nothing(index_elements=["asset", "start_ns"])
+            elif name == "cursors":
                 ins = upsert(conn, t.cursors)
                 stmt = ins.on_conflict_do_update(
                     index_elements=["asset", "signal"],
@@ -231,14 +239,18 @@ class Repository(OrderBook, StopLog, MaintenanceBook, QualityBook):
         """Add the counts to their buckets, each bucket to the order running then; in time order, an order
         completes in the bucket where its good count reaches its quantity and the next released one
         starts with the next production."""
-        by_asset: dict[str, list[tuple[int, np.ndarray]]] = {}
+        by_asset: dict[str, list[tuple[int, list[float]]]] = {}
         for (asset, b), row in sorted(ch.buckets.items()):
             by_asset.setdefault(asset, []).append((b, row))
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         for asset, items in by_asset.items():
             order = running.get(asset)
-            made = self._good_of(conn, order["id"]) if order else 0.0
             waiting = asset in released
+            if order is None and not waiting:  # no order runs or waits: every bucket is the asset's alone
+                ideal_default = self.ideal_default.get(asset)
+                rows += [(asset, b, *r, ideal_default, None) for b, r in items]
+                continue
+            made = self._good_of(conn, order["id"]) if order else 0.0
             for b, r in items:
                 if order is None and r[0] > 0 and waiting:
                     order = self._auto_start(conn, asset, b)
@@ -251,16 +263,24 @@ class Repository(OrderBook, StopLog, MaintenanceBook, QualityBook):
                 ideal = self.ideal_product.get((product, asset)) if product else None
                 if ideal is None:
                     ideal = self.ideal_default.get(asset)
-                row = {f: float(r[i]) for i, f in enumerate(COUNT_FIELDS)}
-                rows.append({"asset": asset, "bucket_ns": b, **row, "ideal_s": ideal, "order_id": oid})
+                rows.append((asset, b, *r, ideal, oid))  # r: COUNT_FIELDS order
                 if oid and order is not None:
-                    made += row["good"]
+                    made += r[1]
                     if made >= order["quantity"]:
                         self._transition(conn, order, OrderStatus.COMPLETED, MES_ACTOR, b + self.bucket_ns)
                         running.pop(asset, None)
                         order = None
         if rows:
-            conn.execute(self._stmt(conn, "buckets"), rows)
+            self._bulk(conn, "buckets").run(conn, rows)
+
+    def _bulk(self, conn: Connection, name: str) -> Bulk:
+        """A hot upsert compiled once per dialect for ``Bulk.run`` (rows as tuples in its keys' order)."""
+        key = (conn.dialect.name, f"{name}:bulk")
+        bulk = self._stmts.get(key)
+        if bulk is None:
+            keys = {"buckets": ("asset", "bucket_ns", *COUNT_FIELDS, "ideal_s", "order_id")}[name]
+            bulk = self._stmts[key] = Bulk.compile(conn, self._stmt(conn, name), keys)
+        return bulk
 
     # -- KPI inputs ----------------------------------------------------------------------------
     def kpi_inputs(

@@ -4,6 +4,7 @@ merge and a split) and a gearbox chain (parts, welds, tested gearboxes with reje
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,7 @@ from mes import tables as t
 from mes.db import migrate, open_engine
 from mes.derive import Deriver, Increment
 from mes.lots import LotMaker, LotStats, lot_counters, trace
+from mes.records import upsert
 from shopfloor.batch import SampleBatch
 from shopfloor.config.mes import LotRuleConfig, MesAssetConfig, MesConfig
 
@@ -576,3 +578,259 @@ def test_one_takes_the_oldest_of_parallel_machines_each_takes_one_of_every_input
     assert set(links["weld-1"]) == {"cnc-b-1"}  # the oldest part of either machine
     assert set(links["weld-2"]) == {"cnc-a-1"}
     assert set(links["asm-1"]) == {"weld-1", "cnc-b-2"}  # one of each input
+
+
+# -- a plant of every consume mode, many lots: batching must not change what is made ----------------
+MELT, ROLL, FINISH, CHARGE = (
+    f"acme/copper/{n}" for n in ("melt/furnace-7", "hot/mill-7", "cold/mill-8", "anneal/f-9")
+)
+CUT, PACK = "acme/copper/slit/slitter-9", "acme/copper/pack/packer-9"
+PART_A, PART_B, PART_C = (f"acme/gears/machining/cnc-{n}" for n in "abc")
+JOIN, BOX = "acme/gears/welding/robot-9", "acme/gears/assembly/test-9"
+PLANT_REJECTS = {(PACK, "bad_packs"), (PART_A, "scrap"), (JOIN, "scrap")}
+
+
+def plant_maker() -> LotMaker:
+    """Quantity draws across units, a 'one' that inherits weight, a merge into split charges, a split into
+    threes (pages of waiting lots end inside an instant), parallel machines (one with a counter reset)
+    into a 'one', an 'each' assembly, rejects on three rules; each input feeds one rule. More parts are
+    made than welded, so parts wait for days."""
+    rules = [
+        LotRuleConfig(asset=MELT, kind="melt", counter="heats", quantity="tapped", quantity_unit="t"),
+        LotRuleConfig(
+            asset=ROLL, kind="coil", counter="coils", quantity="rolled", quantity_unit="kg",
+            inputs=[MELT], consume="quantity",
+        ),
+        LotRuleConfig(asset=FINISH, kind="coil", counter="coils", quantity_unit="kg", inputs=[ROLL]),
+        LotRuleConfig(
+            asset=CHARGE, kind="charge", counter="charges", quantity_unit="kg", pieces=2,
+            inputs=[FINISH], consume="all",
+        ),
+        LotRuleConfig(asset=CUT, kind="strip", counter="cuts", quantity_unit="kg", pieces=3, inputs=[CHARGE]),
+        LotRuleConfig(asset=PACK, kind="pack", counter="packs", inputs=[CUT], reject="bad_packs"),
+        LotRuleConfig(asset=PART_A, kind="part", counter="n", reject="scrap"),
+        LotRuleConfig(asset=PART_B, kind="part", counter="n"),
+        LotRuleConfig(asset=PART_C, kind="cover", counter="n"),
+        LotRuleConfig(asset=JOIN, kind="weldment", counter="n", inputs=[PART_A, PART_B], reject="scrap"),
+        LotRuleConfig(asset=BOX, kind="gearbox", counter="n", inputs=[JOIN, PART_C], consume="each"),
+    ]  # fmt: skip
+    assets = [MesAssetConfig(path=p, energy="kwh") for p in (MELT, CHARGE, PART_A)]
+    return LotMaker(MesConfig(assets=assets, lots=rules[::-1]))
+
+
+def plant_increments(seed: int = 11, minutes: int = 3 * 1440) -> list[Increment]:
+    """A poll a minute: each machine finishes a lot with its own probability (now and then two in one
+    poll, and lots 9 and 10 of PART_A and PART_C in one), quantity and energy counters move in the same
+    poll, PART_B's counter is reset once; rejects fall in a poll or between two."""
+    rng = random.Random(seed)
+    p = {MELT: 0.01, ROLL: 0.05, FINISH: 0.05, CHARGE: 0.006, CUT: 0.02, PACK: 0.05}
+    p |= {PART_A: 0.3, PART_B: 0.3, PART_C: 0.15, JOIN: 0.2, BOX: 0.12}
+    counter = {MELT: "heats", ROLL: "coils", FINISH: "coils", CHARGE: "charges", CUT: "cuts", PACK: "packs"}
+    value, reset = dict.fromkeys(p, 0.0), False
+    moved = {
+        (MELT, "tapped"): 0.0,
+        (ROLL, "rolled"): 0.0,
+        **{(a, "kwh"): 1000.0 for a in (MELT, CHARGE, PART_A)},
+    }
+    out = [inc(a, s, 0, v, 0) for (a, s), v in moved.items()]  # the first samples: anchors (delta 0)
+
+    def move(asset: str, signal: str, s: float, by: float) -> None:
+        moved[(asset, signal)] += by
+        out.append(inc(asset, signal, s, moved[(asset, signal)], by))
+
+    for m in range(1, minutes):
+        s = 60.0 * m
+        for a, prob in p.items():
+            if rng.random() >= prob:
+                continue
+            k = 2 if rng.random() < 0.05 and a not in (MELT, CHARGE) else 1
+            if a in (PART_A, PART_C) and value[a] == 8:
+                k = 2  # lots 9 and 10 end together: FIFO takes 9 first
+            if a == PART_B and m >= minutes // 2 and not reset:
+                value[a], k, reset = 0.0, 1, True  # a counter reset: its next lots' ids are taken
+            value[a] += k
+            out.append(inc(a, counter.get(a, "n"), s, value[a], k))
+            if a == MELT:
+                move(MELT, "tapped", s, rng.choice([20.5, 24.25, 27.0, 30.125]))
+            if a == ROLL:
+                move(ROLL, "rolled", s, rng.choice([1500.0, 4250.5, 9000.0]) * k)
+        for a in (MELT, CHARGE, PART_A):
+            if rng.random() < 0.5:
+                move(a, "kwh", s, rng.choice([0.5, 12.25, 40.0]))
+        for a, sig in sorted(PLANT_REJECTS):
+            if rng.random() < 0.01:
+                out.append(inc(a, sig, s + rng.choice([0, 30]), m, 1))
+    return out
+
+
+def add_orders(conn: Connection) -> None:
+    """Two orders on PART_A, the first ending as a part is made (the part is its) and the next starting
+    an hour later; one still running on ROLL."""
+    cut = min(
+        i.ts_ns for i in plant_increments() if (i.asset, i.signal) == (PART_A, "n") and i.ts_ns >= at(30_000)
+    )
+    base = {"unit": "units", "priority": 0, "description": "", "created_ns": at(0), "version": 2}
+    conn.execute(
+        insert(t.work_orders),
+        [
+            {**base, "id": "WO-A1", "product": "gear-a", "asset": PART_A, "quantity": 50, "status": "completed",
+             "actual_start_ns": at(3600), "actual_end_ns": cut},
+            {**base, "id": "WO-A2", "product": "gear-b", "asset": PART_A, "quantity": 50, "status": "running",
+             "actual_start_ns": cut + 3600 * NS, "actual_end_ns": None},
+            {**base, "id": "WO-R1", "product": "strip-8", "asset": ROLL, "quantity": 90, "status": "running",
+             "actual_start_ns": at(7200), "actual_end_ns": None},
+        ],
+    )  # fmt: skip
+
+
+def genealogy(engine: Engine) -> dict[str, list[Any]]:
+    """Every lot, link and quality result (without the results' autoincrement ids), sorted."""
+    q = t.quality_results.c
+    with engine.connect() as conn:
+        lots = sorted(tuple(r) for r in conn.execute(select(t.lots)))
+        links = sorted(tuple(r) for r in conn.execute(select(t.lot_links)))
+        quality = sorted(
+            tuple(r) for r in conn.execute(select(q.asset, q.ts_ns, q.characteristic, q.value, q.lot_id))
+        )
+    return {"lots": lots, "links": links, "quality": quality}
+
+
+def parts(incs: Sequence[Increment], rng: random.Random, longest: int) -> Iterator[list[Increment]]:
+    """The increments in parts of 1 to ``longest`` polls. The first part reaches every rule's first lot
+    (whose start values are those before the first increments of its feed). A reject in the poll of a
+    lot of its asset comes with the part before: before the lot it falls in is made (a split poll)."""
+    rules = {(r.cfg.asset, r.cfg.counter) for r in plant_maker().rules}
+    stamps = sorted({i.ts_ns for i in incs})
+    lot_polls = {(i.asset, i.ts_ns) for i in incs if (i.asset, i.signal) in rules and i.delta}
+    split = {
+        i.ts_ns for i in incs if (i.asset, i.signal) in PLANT_REJECTS and (i.asset, i.ts_ns) in lot_polls
+    }
+    firsts: dict[tuple[str, str], int] = {}
+    for i in sorted(incs, key=lambda i: i.ts_ns):
+        if (i.asset, i.signal) in rules and i.delta:
+            firsts.setdefault((i.asset, i.signal), i.ts_ns)
+    pos = 0
+    while pos < len(stamps):
+        if pos == 0:
+            end = stamps.index(max(firsts.values()))
+        else:
+            end = min(pos + rng.randint(1, longest), len(stamps)) - 1
+            end = next((j - 1 for j in range(pos + 1, end + 1) if stamps[j] in split), end)
+        lo, hi = stamps[pos], stamps[end]
+        nxt = stamps[end + 1] if end + 1 < len(stamps) else None
+
+        def here(
+            i: Increment, lo: int = lo, hi: int = hi, nxt: int | None = nxt, first: bool = pos == 0
+        ) -> bool:
+            if (i.asset, i.signal) not in PLANT_REJECTS:
+                return lo <= i.ts_ns <= hi
+            return i.ts_ns == nxt or (lo <= i.ts_ns <= hi and (i.ts_ns != lo or first))
+
+        yield [i for i in incs if here(i)]
+        pos = end + 1
+
+
+def feed_in_parts(engine: Engine, incs: Sequence[Increment], seed: int, by_asset: bool) -> LotStats:
+    """Apply the increments in parts (see ``parts``), in time order or asset by asset in flow order (as
+    the MES catches up on the historian), each part in its own transaction with the counters' cursors
+    (as the repository saves them), with a fresh maker now and then (a restart)."""
+    rng = random.Random(seed)
+    total, maker = LotStats(), plant_maker()
+    groups = [[i for i in incs if i.asset == r.cfg.asset] for r in maker.rules] if by_asset else [incs]
+    for group in groups:
+        for part in parts(group, rng, 360 if by_asset else 60):
+            last = {(i.asset, i.signal): i for i in sorted(part, key=lambda i: i.ts_ns)}
+            with engine.begin() as conn:
+                got = maker.apply(conn, shuffled(part, seed=len(part)))
+                ins = upsert(conn, t.cursors)
+                conn.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["asset", "signal"],
+                        set_={"ts_ns": ins.excluded.ts_ns, "value": ins.excluded.value},
+                    ),
+                    [
+                        {"asset": a, "signal": s, "ts_ns": i.ts_ns, "value": i.value}
+                        for (a, s), i in last.items()
+                    ],
+                )
+            total = LotStats(**{k: v + getattr(got, k) for k, v in total.as_dict().items()})
+            if rng.random() < 0.1:
+                maker = plant_maker()
+    return total
+
+
+@pytest.mark.parametrize("by_asset", [False, True], ids=["in-time-order", "asset-by-asset"])
+def test_a_plant_fed_at_once_or_in_parts_makes_the_same_genealogy(
+    engine: Engine, tmp_path: Path, by_asset: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One apply of three days, or hundreds of small ones: the same lots, ids, times, quantities, marks,
+    links, consumption, verdicts and claimed rejects; replaying all of it then changes nothing. Waiting
+    lots are read in pages of 2 to 8, so that pages end inside instants (splits, two lots in a poll)."""
+    monkeypatch.setattr("mes.lots._PAGE", (2, 8))
+    incs = plant_increments()
+    with engine.begin() as conn:
+        add_orders(conn)
+    whole = run(engine, plant_maker(), shuffled(incs))
+    assert whole.lots > 5000 and whole.untraced and whole.partial and whole.rejects  # the plant is busy
+    other = open_engine(f"sqlite:///{tmp_path / 'parts.db'}")
+    migrate(other)
+    try:
+        with other.begin() as conn:
+            add_orders(conn)
+        got = feed_in_parts(other, incs, seed=5, by_asset=by_asset)
+        assert genealogy(other) == genealogy(engine)
+        assert got == whole
+    finally:
+        other.dispose()
+    before = genealogy(engine)
+    again = run(engine, plant_maker(), incs)
+    assert (again.lots, again.links, again.consumed, again.rejects) == (0, 0, 0, 0) and again.replayed
+    assert genealogy(engine) == before
+
+
+def test_the_plant_genealogy_is_the_one_recorded(engine: Engine) -> None:
+    """The plant's lots, links and rejects as mes.lots made them before it was batched (one query per
+    read, per lot): a digest of every value, recorded then. A change here is a change of semantics
+    (ids, FIFO, quantities, energy, orders, verdicts): make it on purpose and record the new digest."""
+    with engine.begin() as conn:
+        add_orders(conn)
+    stats = run(engine, plant_maker(), shuffled(plant_increments()))
+    assert stats == LotStats(
+        lots=5941, links=3348, consumed=2803, untraced=144, partial=14, replayed=0, rejects=138, refused=0
+    )
+    digest = hashlib.sha256(json.dumps(genealogy(engine)).encode()).hexdigest()
+    assert digest == "9fd0a5195fe6d68b134798446870ab951b3b3bffa9d5e7d51fe2ef7082476085"
+
+
+@pytest.mark.parametrize("consume", ["all", "one"])
+def test_waiting_lots_read_page_by_page_are_taken_as_if_read_at_once(
+    engine: Engine, consume: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upstream lots made earlier (three at a time now and then) wait in the database; a later feed of
+    closes takes them oldest first up to each close's end, while they are read in pages of 2 to 4."""
+    monkeypatch.setattr("mes.lots._PAGE", (2, 4))
+    up, down = "acme/x/line/up", "acme/x/line/down"
+    rules = [
+        LotRuleConfig(asset=up, kind="part", counter="n"),
+        LotRuleConfig(asset=down, kind="kit", counter="n", inputs=[up], consume=consume),  # type: ignore[arg-type]
+    ]
+    rng = random.Random(3)
+    made: list[tuple[int, str]] = []  # (end, id) of the upstream lots
+    incs, n = [], 0
+    for s in sorted(rng.sample(range(1, 2000), 150)):
+        k = 3 if rng.random() < 0.2 else 1
+        n += k
+        incs.append(inc(up, "n", s, n, k))
+        made += [(at(s), f"up-{m}") for m in range(n - k + 1, n + 1)]
+    run(engine, LotMaker(MesConfig(lots=rules)), incs)
+    closes = sorted(rng.sample(range(1, 2100), 40))
+    run(engine, LotMaker(MesConfig(lots=rules)), [inc(down, "n", s, j) for j, s in enumerate(closes, 1)])
+    waiting = sorted(made, key=lambda e: (e[0], len(e[1]), e[1]))
+    expected: dict[str, set[str]] = {}
+    for j, s in enumerate(closes, 1):
+        ready = [i for end, i in waiting if end <= at(s)]
+        took = ready if consume == "all" else ready[:1]
+        if took:
+            expected[f"down-{j}"] = set(took)
+        waiting = [e for e in waiting if e[1] not in took]
+    assert {c: set(p) for c, p in parents(engine).items()} == expected
