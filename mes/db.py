@@ -5,6 +5,7 @@ The password comes from an env var or a file, never the URL; SQLite runs in WAL 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,9 @@ def migrate(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
             "know (it was migrated by a newer version): upgrade Shopfloor or point mes.database elsewhere"
         )
     cfg = alembic_config(engine)
+    plugins = logging.getLogger("alembic.runtime.plugins")
+    if plugins.level == logging.NOTSET:  # alembic 1.18+ lists its plugins at INFO on every upgrade
+        plugins.setLevel(logging.WARNING)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)

@@ -237,9 +237,9 @@ def load_demo(
             dash.setdefault("clock", "data")
         data["dashboard"] = dash
         if history_days > 0 and isinstance(data.get("mes"), dict):
-            # the MES derives the history's last day on the first start (its lot genealogy costs a few
-            # milliseconds per part, so weeks of parts would hold the screen empty for minutes)
-            data["mes"] = {"catch_up_days": min(1.0, history_days), **data["mes"]}
+            # the MES derives the whole back-filled history on the first start (orders, stops, shift OEE
+            # and lot genealogy for every simulated week; a day more, so nothing at its start is cut off)
+            data["mes"] = {"catch_up_days": history_days + 1.0, **data["mes"]}
         doc = replace(doc, data=data)
     cfg = validate_document(doc)
     return cfg, validate_sources(cfg, doc)
