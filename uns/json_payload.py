@@ -26,7 +26,7 @@ import json
 import math
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,8 +42,9 @@ _END = "\x00"  # marks the end of a series in the joined rows; JSON escapes NUL,
 
 
 class PayloadError(ValueError):
-    """A message that is not a valid payload. ``reason`` is one of a few words (topic, json, version,
-    shape, timestamp, value, quality, event), fit to count quarantined messages by; the text says more."""
+    """A message that is not a valid payload. ``reason`` is one of a few words (topic, encoding, json,
+    version, shape, timestamp, value, quality, event), fit to count quarantined messages by; the text
+    says more."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -248,3 +249,35 @@ def decode(topic: str, payload: bytes | str, tree: TopicTree | None = None) -> S
     if _parse(topic, tree).is_events:
         return decode_events(topic, payload, tree)
     return decode_samples(topic, payload, tree)
+
+
+class Decoded(NamedTuple):
+    """One message decoded for a consumer: a samples message's batch, or an events message's events
+    with the ``seq`` each carried (the other part empty)."""
+
+    samples: SampleBatch | None
+    events: list[Event]
+    seqs: list[int]
+
+    @property
+    def points(self) -> int:
+        return len(self.samples) if self.samples is not None else len(self.events)
+
+
+def decode_message(
+    topic: str, payload: bytes | bytearray | memoryview, tree: TopicTree | None = None
+) -> Decoded:
+    """Any message of the tree as a consumer receives it (raw bytes): PayloadError with reason ``topic``
+    for a topic outside the tree, ``encoding`` for a payload that is not UTF-8, else as ``decode``."""
+    tree = tree or TopicTree()
+    target = _parse(topic, tree)
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(
+            "encoding", f"the payload is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    if target.is_events:
+        events, seqs = decode_events_seqs(topic, text, tree)
+        return Decoded(None, events, seqs)
+    return Decoded(decode_samples(topic, text, tree), [], [])

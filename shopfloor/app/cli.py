@@ -115,6 +115,12 @@ def cmd_acquire(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from shopfloor.app import ingest_cli
+
+    return ingest_cli.cmd_ingest(args, _load, _run)
+
+
 def cmd_connectors_list(args: argparse.Namespace) -> int:
     from shopfloor.plugins import PluginError, available, load
 
@@ -344,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     acq.set_defaults(func=cmd_acquire)
 
+    from shopfloor.app import ingest_cli
+
+    ingest_cli.add_arguments(sub, cmd_ingest)
+
     con = sub.add_parser("connectors", help="installed connector plugins")
     con_sub = con.add_subparsers(dest="connectors_command", metavar="ACTION", required=True)
     cl = con_sub.add_parser("list", help="name -> distribution -> version -> API version")
@@ -428,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 def serves(args: argparse.Namespace) -> bool:
     """Whether the command runs servers or sockets until stopped (demo, dashboard, acquire, ...)."""
     cmd = getattr(args, "command", None)
-    if cmd in ("demo", "acquire", "simulate"):
+    if cmd in ("demo", "acquire", "ingest", "simulate"):
         return True
     if cmd == "dashboard":
         return getattr(args, "dashboard_command", None) != "user"

@@ -20,6 +20,7 @@ from shopfloor.config.delivery import (  # noqa: F401 - re-exported: their home 
     parse_size,
 )
 from shopfloor.config.historian_url import parse_url
+from shopfloor.config.ingest import IngestConfig
 from shopfloor.config.mes import MesConfig, mes_consistency_issues
 from shopfloor.config.publish import PublishConfig
 from shopfloor.model import ASSET_PATH_RE, SIGNAL_NAME_RE, SignalType
@@ -154,6 +155,11 @@ class PlantConfig(_Model):
     publish: PublishConfig | None = Field(
         None,
         description="The MQTT broker `shopfloor acquire` publishes every sample and event to (docs/uns.md).",
+    )
+    ingest: IngestConfig | None = Field(
+        None,
+        description="The MQTT broker `shopfloor ingest` reads the unified namespace from into the historian "
+        "(docs/uns.md).",
     )
 
     def asset(self, path: str) -> AssetConfig:

@@ -1,0 +1,608 @@
+"""The central ingest of the unified namespace: a shared, persistent MQTT 5 subscription whose messages are
+decoded, written to the historian in batches and acknowledged to the broker only once the historian has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from historian.base import Store
+from historian.errors import StoreRejected, StoreUnavailable
+from historian.quarantine import Quarantine
+from shopfloor.backoff import Backoff
+from shopfloor.batch import SampleBatch
+from shopfloor.config.ingest import IngestConfig
+from shopfloor.config.publish import MqttTlsConfig
+from shopfloor.model import Event, now_ns
+from shopfloor.secrets import SecretError, read_secret
+from uns.json_payload import Decoded, PayloadError, decode_message
+from uns.topics import TopicError, TopicTree
+
+log = logging.getLogger("shopfloor.uns.ingest")
+
+PUBLISHER_SUFFIX = "/_system/shopfloor/mqtt-publisher"  # the edge publisher's own counters (docs/uns.md)
+
+
+@dataclass(slots=True)
+class Received:
+    """One message as it arrived: on which connection, its packet id (for the PUBACK), and what it holds."""
+
+    seq: int  # arrival number in this process
+    conn: int  # number of the connection it came on: a PUBACK is only valid on that one
+    mid: int
+    qos: int
+    dup: bool
+    topic: str
+    payload: bytes
+    at_ns: int
+    decoded: Decoded | None = None
+    error: PayloadError | None = None
+
+    @property
+    def points(self) -> int:
+        return self.decoded.points if self.decoded is not None else 0
+
+
+@dataclass
+class EdgeStatus:
+    """What the centre knows of one edge (a site): when it was first and last heard from."""
+
+    first_ns: int
+    last_ns: int
+    messages: int = 0
+    points: int = 0
+    stale: bool = False
+    publisher_pending: float | None = None  # the edge publisher's own ``pending`` counter, when seen
+
+    def age_s(self, now: int) -> float:
+        return (now - self.last_ns) / 1e9
+
+
+@dataclass
+class IngestStats:
+    """Counters of the ingest (messages, except ``written``/``refused``/``pending_points``: points)."""
+
+    received: int = 0  # messages that arrived (a redelivered one counts again)
+    acked: int = 0  # PUBACKs sent, each after the historian took the message's batch
+    written: int = 0  # points (samples and events) of received messages the historian acknowledged
+    quarantined: dict[str, int] = field(default_factory=dict)  # malformed messages, by reason
+    refused: int = 0  # points the historian refused (kept in quarantine.jsonl)
+    redelivered: int = 0  # messages the broker marked as sent again (DUP)
+    unacked: int = 0  # written, but their connection was gone: the broker sends them again
+    pending: int = 0  # received, not yet written and acknowledged
+    pending_points: int = 0
+    batches: int = 0
+    retries: int = 0
+    connections: int = 0
+    connected: bool = False
+    historian_online: bool = False
+    last_error: str = ""
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
+
+
+class _Connection(aiomqtt.Client):
+    """aiomqtt's client (connection, TLS, paho's socket on the asyncio loop) with manual acknowledgements:
+    paho sends no PUBACK until ``ack`` is called. Received messages go straight to ``sink`` (aiomqtt's
+    own queue is bypassed: it keeps neither the DUP flag nor a topic that is not UTF-8)."""
+
+    def __init__(self, number: int, sink: Callable[[_Connection, paho.MQTTMessage], None], *args: Any,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.number = number
+        self.session_present = False
+        self._sink = sink
+        self._client.manual_ack_set(True)  # before connect: a resumed session delivers right after CONNACK
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
+    ) -> None:
+        self.session_present = bool(getattr(flags, "session_present", False))
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._sink(self, message)  # on the loop's thread: paho reads the socket from the asyncio loop
+
+    def ack(self, mid: int, qos: int) -> bool:
+        """Queue the PUBACK (QoS 1) or PUBCOMP (QoS 2) of one message; False when not connected."""
+        return self._client.ack(mid, qos) == paho.MQTT_ERR_SUCCESS
+
+    def abandon(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.disconnect()
+
+
+def tls_context(tls: MqttTlsConfig) -> ssl.SSLContext:
+    """The TLS context of an ``mqtts://`` broker: its CA (or the system's) and the client certificate."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file is not None:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SecretError(f"ingest.tls: cannot load the CA or client certificate files: {exc}") from None
+    return ctx
+
+
+class Ingest:
+    """A service (start / stop / status): the broker's messages into ``store``, acknowledged once stored.
+
+    Each QoS 1 message is acknowledged (PUBACK: paho's manual acks, on the client aiomqtt wraps) after the
+    historian acknowledged the batch holding it, in arrival order; until then the broker keeps it in this
+    client's persistent session (clean start off, a session expiry) and sends it again on the next
+    connection, so a killed ingest loses nothing. The historian's writes are idempotent (samples per
+    series and timestamp, events per asset, kind, key, timestamp and ``seq``): what comes twice is
+    stored once. Malformed messages are quarantined with a counted reason and acknowledged.
+
+    Batches: up to ``batch.max_points`` points or ``batch.max_age_ms`` after the oldest message arrived,
+    one store request for the samples and one for the events; then every message of the batch is
+    acknowledged in arrival order. While the historian is away nothing is acknowledged and the batch is
+    retried on the backoff (probing on a short period); the broker stops sending at the Receive Maximum.
+    Above ``max_pending_points`` held points ingest disconnects (the broker keeps the messages for the
+    session) and connects again once the historian has taken half of them. A message from a connection
+    that has since been lost is still written (a broker that crashed may not have saved it), just not
+    acknowledged: it is not that connection's to acknowledge, and the broker sends it again if it kept it.
+    """
+
+    name = "mqtt-ingest"
+
+    def __init__(
+        self, config: IngestConfig, store: Store, *, health_asset: str | None = None, seed: int | None = None
+    ) -> None:
+        self.config = config
+        self.broker = config.broker_settings()  # ValueError without a URL
+        self.url = self.broker.broker
+        self.where = f"MQTT broker {self.url.redacted()}"
+        self.client_id = config.resolved_client_id()
+        self.subscription = config.subscription()
+        self.tree = TopicTree(config.topic_prefix)
+        self.store = store
+        self.health_asset = health_asset
+        self.quarantine = Quarantine(config.dir)  # points the historian refused, in the writer's format
+        self.malformed_path = config.dir / "malformed.jsonl"
+        self.edges: dict[str, EdgeStatus] = {}
+        self._password = read_secret(config.password_env, config.password_file, "ingest password")
+        self._tls = tls_context(config.tls) if self.url.tls else None
+        self._s = IngestStats()
+        self._pending: deque[Received] = deque()
+        self._batch: list[Received] = []
+        self._held_points = 0  # points of pending and in-flight messages
+        self._seq = 0
+        self._stop_seq: int | None = None
+        self._conn: _Connection | None = None
+        self._numbers = 0
+        rc, rng = config.retry, random.Random(seed)
+        self._backoff = Backoff(rc.initial_ms / 1000, rc.max_ms / 1000, rc.multiplier, rng)
+        self._reconnect = Backoff(rc.initial_ms / 1000, rc.max_ms / 1000, rc.multiplier, rng)
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._over_limit = asyncio.Event()
+        self._disconnect = asyncio.Event()
+        self._stop_now = asyncio.Event()
+        self._stopping = False
+        self._outage = False
+        self._opened = False
+        self._next_health = 0.0
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- service -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.config.dir.mkdir(parents=True, exist_ok=True)
+        self._next_health = asyncio.get_running_loop().time() + self.config.health_interval_s
+        for name, coro in (
+            ("connect", self._connect_loop()),
+            ("run", self._run()),
+            ("maintain", self._maintain()),
+        ):
+            self._tasks[name] = asyncio.create_task(coro, name=f"mqtt-ingest-{name}")
+        log.info(
+            "ingesting %s from %s as %s into historian %s",
+            self.subscription, self.where, self.client_id, getattr(self.store, "name", "?"),
+        )  # fmt: skip
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Write and acknowledge what has arrived (within ``stop_timeout_s``; not waited for while the
+        historian is away), store the final counters, disconnect keeping the session, close the store."""
+        if not self._tasks:
+            return
+        timeout = self.config.stop_timeout_s if timeout_s is None else timeout_s
+        self._stopping = True
+        self._stop_seq = self._seq
+        self._wake.set()
+        run = self._tasks["run"]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(run), timeout)
+        self._stop_now.set()
+        await _cancel(run)
+        if self.health_asset and self._opened and not self._outage:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._deliver([], self.health_batch()), min(5.0, max(timeout, 1.0)))
+        left = self._s.pending = len(self._pending) + len(self._batch)
+        if left:
+            log.warning("ingest: %d messages stay unacknowledged; the broker sends them again", left)
+        self._disconnect.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._tasks["connect"]), 10)
+        for task in self._tasks.values():
+            await _cancel(task)
+        self._tasks = {}
+        await self.store.close()
+
+    def stats(self) -> IngestStats:
+        s = replace(self._s, quarantined=dict(self._s.quarantined))
+        s.pending = len(self._pending) + len(self._batch)
+        s.pending_points = self._held_points
+        s.connected = self._conn is not None
+        s.historian_online = self._opened and not self._outage
+        return s
+
+    def status(self) -> str | None:
+        s, now = self.stats(), now_ns()
+        edges = ",".join(
+            f"{site}:{'stale' if e.stale else f'{e.age_s(now):.1f}s'}"
+            for site, e in sorted(self.edges.items())
+        )
+        return (
+            f"ingest: received={s.received} written={s.written} acked={s.acked} "
+            f"quarantined={s.quarantined_total} refused={s.refused} redelivered={s.redelivered} "
+            f"pending={s.pending} retries={s.retries} broker={'connected' if s.connected else 'offline'} "
+            f"historian={'online' if s.historian_online else 'outage' if self._outage else '-'} "
+            f"edges={edges or '-'}"
+        )
+
+    def health_batch(self) -> SampleBatch:
+        """The counters and each edge's data age as signals of ``health_asset`` (like the writer's)."""
+        s, now = self.stats(), now_ns()
+        values: dict[str, float] = {
+            "received": s.received, "acked": s.acked, "written": s.written, "refused": s.refused,
+            "quarantined": s.quarantined_total, "redelivered": s.redelivered, "unacked": s.unacked,
+            "pending": s.pending, "pending_points": s.pending_points, "retries": s.retries,
+            "connections": s.connections, "connected": float(s.connected),
+            "historian_online": float(s.historian_online), "edges": len(self.edges),
+        }  # fmt: skip
+        for reason, n in s.quarantined.items():
+            values[f"quarantined.{reason}"] = n
+        for site, e in self.edges.items():
+            values[f"edge.{site}.age_s"] = e.age_s(now)
+            values[f"edge.{site}.messages"] = e.messages
+            values[f"edge.{site}.stale"] = float(e.stale)
+        asset = self.health_asset or ""
+        keys = [(asset, name) for name in values]
+        return SampleBatch.from_columns(keys, range(len(keys)), [now] * len(keys), list(values.values()))
+
+    # -- receiving -----------------------------------------------------------------------------------
+    def _received(self, conn: _Connection, message: paho.MQTTMessage) -> None:
+        """paho's on_message: decode, hold until written. Never raises (paho would end the loop)."""
+        try:
+            topic = message._topic.decode("utf-8", errors="replace")  # the broker checks UTF-8; be safe
+            rec = Received(self._seq, conn.number, message.mid, message.qos, bool(message.dup), topic,
+                           bytes(message.payload), now_ns())  # fmt: skip
+            self._seq += 1
+            try:
+                rec.decoded = decode_message(topic, rec.payload, self.tree)
+            except PayloadError as exc:
+                rec.error = exc
+            self._pending.append(rec)
+            self._held_points += rec.points
+            self._s.received += 1
+            self._s.redelivered += rec.dup
+            if rec.error is None:
+                self._seen(rec)
+            if self._held_points >= self.config.max_pending_points:
+                self._over_limit.set()
+            self._wake.set()
+        except Exception:  # a bug here must not cost the connection; the message stays unacknowledged
+            log.exception("ingest: cannot take a message on %s", message._topic[:200])
+
+    def _seen(self, rec: Received) -> None:
+        try:
+            target = self.tree.parse(rec.topic)
+        except TopicError:
+            return
+        site = target.asset.split("/", 1)[0]
+        e = self.edges.get(site)
+        if e is None:
+            e = self.edges[site] = EdgeStatus(rec.at_ns, rec.at_ns)
+            log.info("edge %s: first seen (%s)", site, rec.topic)
+        elif e.stale:
+            e.stale = False
+            log.warning("edge %s: messages again after %.1f s of silence", site, e.age_s(rec.at_ns))
+        e.last_ns = rec.at_ns
+        e.messages += 1
+        e.points += rec.points
+        samples = rec.decoded.samples if rec.decoded is not None else None
+        if target.asset.endswith(PUBLISHER_SUFFIX) and target.signal == "pending" and samples:
+            e.publisher_pending = float(samples.value[-1])
+
+    # -- connection ----------------------------------------------------------------------------------
+    def _connection(self) -> _Connection:
+        self._numbers += 1
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        props.ReceiveMaximum = self.config.receive_maximum
+        cfg = self.config
+        return _Connection(
+            self._numbers, self._received, self.url.host, self.url.port,
+            username=self.broker.user, password=self._password, identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
+            timeout=cfg.timeout_s, keepalive=cfg.keepalive_s, tls_context=self._tls,
+            logger=logging.getLogger("shopfloor.uns.mqtt"),
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )  # fmt: skip
+
+    async def _connect_loop(self) -> None:
+        failing = False
+        while not self._disconnect.is_set():
+            if self._held_points >= self.config.max_pending_points:
+                self._drained.clear()  # stop reading until the historian has taken half of it
+                await _first(self._drained.wait(), self._disconnect.wait())
+                continue
+            conn = self._connection()
+            try:
+                await conn.__aenter__()
+                codes = await conn.subscribe(self.subscription, qos=1, timeout=self.config.timeout_s)
+                refused = [c for c in codes if getattr(c, "is_failure", False)]
+                if refused:
+                    raise aiomqtt.MqttError(f"the broker refused the subscription: {refused[0]}")
+            except aiomqtt.MqttError as exc:
+                conn.abandon()
+                if not failing:
+                    log.error("ingest: cannot subscribe at %s as %s: %s", self.where, self.client_id, exc)
+                failing = True
+                self._s.last_error = str(exc)
+                await _first(asyncio.sleep(self._reconnect.next()), self._disconnect.wait())
+                continue
+            failing = False
+            self._reconnect.reset()
+            self._conn = conn
+            self._s.connections += 1
+            log.info(
+                "subscribed to %s at %s as %s (%s session)",
+                self.subscription, self.where, self.client_id, "resumed" if conn.session_present else "new",
+            )  # fmt: skip
+            self._over_limit.clear()
+            ended = await _first(_until_lost(conn), self._over_limit.wait(), self._disconnect.wait())
+            self._conn = None
+            if ended == 0:
+                log.warning(
+                    "ingest: lost the connection to %s; unacknowledged messages come again", self.where
+                )
+                conn.abandon()
+                continue
+            if ended == 1:
+                log.warning(
+                    "ingest: %d points held, not yet stored: pausing the subscription", self._held_points
+                )
+            with contextlib.suppress(
+                Exception
+            ):  # DISCONNECT keeps the session (its expiry was set at CONNECT)
+                await asyncio.wait_for(conn.__aexit__(None, None, None), 5.0)
+            conn.abandon()
+
+    # -- writing -------------------------------------------------------------------------------------
+    def _ready(self) -> bool:
+        if self._health_due():
+            return True
+        if not self._pending:
+            return False
+        if self._stopping:
+            return self._stop_seq is not None and self._pending[0].seq < self._stop_seq
+        if self._held_points >= self.config.batch.max_points:
+            return True
+        return now_ns() - self._pending[0].at_ns >= self.config.batch.max_age_ms * 1_000_000
+
+    def _health_due(self) -> bool:
+        every = self.config.health_interval_s
+        return bool(self.health_asset and every and asyncio.get_running_loop().time() >= self._next_health)
+
+    def _take(self) -> list[Received]:
+        batch: list[Received] = []
+        points, limit = 0, self.config.batch.max_points
+        while self._pending and points < limit and len(batch) < self.config.receive_maximum:
+            if self._stopping and (self._stop_seq is None or self._pending[0].seq >= self._stop_seq):
+                break
+            rec = self._pending.popleft()
+            batch.append(rec)
+            points += rec.points
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            while not self._ready():
+                if self._stopping:
+                    return  # everything that arrived before the stop is written and acknowledged
+                timeout = 0.5
+                if self._pending:
+                    age = (now_ns() - self._pending[0].at_ns) / 1e9
+                    timeout = max(0.0, min(timeout, self.config.batch.max_age_ms / 1000 - age))
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            health = None
+            if self._health_due():
+                self._next_health = asyncio.get_running_loop().time() + self.config.health_interval_s
+                health = self.health_batch()
+            self._batch = self._take()
+            if not await self._deliver(self._batch, health):
+                return  # stopping while the historian is away: the batch stays unacknowledged
+            self._acknowledge(self._batch)
+            self._batch = []
+
+    async def _deliver(self, batch: list[Received], health: SampleBatch | None) -> bool:
+        """Write the batch's samples and events (and ``health``); True once the historian took them.
+
+        Points it refuses are isolated by halving and quarantined; malformed messages are quarantined
+        too, both before the batch is acknowledged."""
+        ok = [r.decoded for r in batch if r.decoded is not None]
+        samples = SampleBatch.concat([d.samples for d in ok if d.samples is not None])
+        events = [e for d in ok for e in d.events]
+        seqs = [n for d in ok for n in d.seqs]
+        while True:
+            try:
+                if not self._opened:
+                    await self.store.open()
+                    self._opened = True
+                refused = await self._send(samples, None) if len(samples) else []
+                refused += await self._send(events, seqs) if events else []
+                own = await self._send(health, None) if health is not None else []
+                break
+            except Exception as exc:
+                if not isinstance(exc, StoreUnavailable):
+                    if not self._outage:  # a backend bug: retried like an outage, logged once
+                        log.exception("ingest: unexpected error writing to historian")
+                    exc = StoreUnavailable(f"{type(exc).__name__}: {exc}")
+                if not await self._outage_wait(exc):
+                    return False
+        if self._outage:
+            log.warning("ingest: historian reachable again; writing the %d messages held",
+                        len(self._pending) + len(batch))  # fmt: skip
+        self._outage = False
+        self._backoff.reset()
+        n_refused = sum(len(items) for items, _, _ in refused)
+        for items, reason, item_seqs in refused + own:
+            if isinstance(items, SampleBatch):
+                self.quarantine.add_samples(items, reason)
+            else:
+                self.quarantine.add_events(items, reason, item_seqs)
+        if refused or own:
+            log.warning("ingest: the historian refused points; quarantined (%s)", (refused + own)[0][1])
+        self._quarantine_malformed([r for r in batch if r.error is not None])
+        self._s.written += sum(r.points for r in batch) - n_refused
+        self._s.refused += n_refused
+        self._s.batches += bool(batch)
+        return True
+
+    async def _send(self, items: SampleBatch | list[Event], seqs: list[int] | None) -> list[Any]:
+        """Send; on a refusal, halve until the refused points are alone: their (items, reason, seqs)."""
+        if isinstance(items, SampleBatch):
+            payload = self.store.encode_samples(items)
+        else:
+            payload = self.store.encode_events(items, seqs)
+        try:
+            await self.store.send(payload)
+            return []
+        except StoreRejected as exc:
+            if len(items) == 1:
+                return [(items, str(exc), seqs)]
+        mid = len(items) // 2
+        if isinstance(items, SampleBatch):
+            return await self._send(items.take(slice(0, mid)), None) + await self._send(
+                items.take(slice(mid, None)), None
+            )
+        assert seqs is not None
+        return await self._send(items[:mid], seqs[:mid]) + await self._send(items[mid:], seqs[mid:])
+
+    async def _outage_wait(self, exc: StoreUnavailable) -> bool:
+        """Wait out the backoff (probing an unanswered store); False when stopping."""
+        self._s.retries += 1
+        self._s.last_error = str(exc)
+        if not self._outage:
+            log.error("ingest: historian unavailable (%s); holding %d messages unacknowledged", exc,
+                      len(self._pending) + len(self._batch))  # fmt: skip
+            self._outage = True
+        if self._stopping:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._backoff.next(exc.retry_after_s)
+        probe_s = self.config.retry.probe_interval_ms / 1000 if exc.unreachable else 1e9
+        while True:
+            step = min(probe_s, deadline - loop.time())
+            if step > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_now.wait(), step)
+            if self._stop_now.is_set():
+                return False
+            if loop.time() >= deadline or (self._opened and await self.store.ping()):
+                return True
+
+    def _acknowledge(self, batch: list[Received]) -> None:
+        """PUBACK every message of a written batch, in arrival order, on the connection it came on."""
+        conn = self._conn
+        for r in batch:
+            if r.qos == 0:
+                continue
+            if conn is not None and conn.number == r.conn and conn.ack(r.mid, r.qos):
+                self._s.acked += 1
+            else:
+                self._s.unacked += 1
+        self._held_points -= sum(r.points for r in batch)
+        if self._held_points <= self.config.max_pending_points // 2:
+            self._drained.set()
+
+    def _quarantine_malformed(self, bad: list[Received]) -> None:
+        if not bad:
+            return
+        lines = []
+        for r in bad:
+            assert r.error is not None
+            reason = r.error.reason
+            self._s.quarantined[reason] = self._s.quarantined.get(reason, 0) + 1
+            entry: dict[str, Any] = {"at_ns": r.at_ns, "reason": reason, "detail": r.error.detail[:500],
+                                     "topic": r.topic, "bytes": len(r.payload)}  # fmt: skip
+            try:
+                entry["payload"] = r.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["payload_b64"] = base64.b64encode(r.payload).decode()
+            lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
+        log.warning("ingest: quarantined %d malformed messages (first: %s on %s)", len(bad),
+                    bad[0].error, bad[0].topic)  # fmt: skip
+        self.malformed_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.malformed_path, "a", encoding="utf-8") as f:
+            f.writelines(lines)
+            f.flush()
+            os.fsync(f.fileno())
+
+    async def _maintain(self) -> None:
+        """Mark edges stale, and wake the writer when the counters are due."""
+        stale_ns = int(self.config.stale_after_s * 1e9)
+        while True:
+            await asyncio.sleep(min(1.0, self.config.stale_after_s / 4))
+            now = now_ns()
+            for site, e in self.edges.items():
+                if not e.stale and now - e.last_ns > stale_ns:
+                    e.stale = True
+                    log.warning("edge %s: stale, no message for %.1f s", site, e.age_s(now))
+            if self._health_due():
+                self._wake.set()
+
+
+async def _until_lost(conn: _Connection) -> None:
+    """Ends when the connection does: aiomqtt's message iterator raises once it is lost."""
+    with contextlib.suppress(aiomqtt.MqttError):
+        async for _ in conn.messages:
+            pass
+
+
+async def _first(*aws: Any) -> int:
+    """Wait for the first of ``aws`` to finish, cancel the others; its index."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(i for i, t in enumerate(tasks) if t in done)
+    finally:
+        for t in tasks:
+            await _cancel(t)
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
