@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import socket
-import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -29,9 +28,8 @@ from historian.quarantine import Quarantine
 from shopfloor.backoff import Backoff
 from shopfloor.batch import SampleBatch
 from shopfloor.config.ingest import IngestConfig
-from shopfloor.config.publish import MqttTlsConfig
 from shopfloor.model import Event, now_ns
-from shopfloor.secrets import SecretError, read_secret
+from shopfloor.secrets import read_secret
 from uns.json_payload import Decoded, PayloadError, decode_message
 from uns.topics import TopicError, TopicTree
 
@@ -131,17 +129,6 @@ class _Connection(aiomqtt.Client):
             self._client.disconnect()
 
 
-def tls_context(tls: MqttTlsConfig) -> ssl.SSLContext:
-    """The TLS context of an ``mqtts://`` broker: its CA (or the system's) and the client certificate."""
-    try:
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file is not None:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise SecretError(f"ingest.tls: cannot load the CA or client certificate files: {exc}") from None
-    return ctx
-
-
 class Ingest:
     """A service (start / stop / status): the broker's messages into ``store``, acknowledged once stored.
 
@@ -180,7 +167,7 @@ class Ingest:
         self.malformed_path = config.dir / "malformed.jsonl"
         self.edges: dict[str, EdgeStatus] = {}
         self._password = read_secret(config.password_env, config.password_file, "ingest password")
-        self._tls = tls_context(config.tls) if self.url.tls else None
+        self._tls = config.tls.ssl_context("ingest") if self.url.tls else None
         self._s = IngestStats()
         self._pending: deque[Received] = deque()
         self._batch: list[Received] = []

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,7 +27,7 @@ from shopfloor.batch import SampleBatch
 from shopfloor.config.publish import PublishConfig
 from shopfloor.config.schema import HistorianConfig
 from shopfloor.model import Event, system_asset
-from shopfloor.secrets import SecretError, read_secret
+from shopfloor.secrets import read_secret
 from uns.json_payload import JsonCodec
 from uns.topics import MqttMessage
 
@@ -137,23 +136,12 @@ class MqttPublisher:
         self.client_id = config.resolved_client_id(site)
         self.codec: PayloadCodec = codec or JsonCodec(config.topic_prefix)
         self._password = read_secret(config.password_env, config.password_file, "publish password")
-        self._tls = self._tls_context() if self.broker.tls else None
+        self._tls = self.config.tls.ssl_context("publish") if self.broker.tls else None
         self._conn: _Connection | None = None
         self._watch: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.connections = 0  # successful connects
         self.messages = 0  # messages acknowledged by the broker
-
-    def _tls_context(self) -> ssl.SSLContext:
-        tls = self.config.tls
-        try:
-            ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-            if tls.cert_file is not None:
-                ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-        except (OSError, ssl.SSLError) as exc:
-            # not the key's content (there is none in the message): only which file could not be used
-            raise SecretError(f"publish.tls: cannot load the CA or client certificate files: {exc}") from None
-        return ctx
 
     # -- Sink ------------------------------------------------------------------------------------
     async def open(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shopfloor.config.delivery import BatchConfig, RetryConfig, SpoolConfig
-from shopfloor.secrets import literal_secret_message
+from shopfloor.secrets import SecretError, literal_secret_message
 
 PUBLISH_SECRET_KEYS = ("password",)
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -88,6 +89,19 @@ class MqttTlsConfig(BaseModel):
     @property
     def configured(self) -> bool:
         return any(v is not None for v in (self.ca_file, self.cert_file, self.key_file))
+
+    def ssl_context(self, section: str) -> ssl.SSLContext:
+        """The TLS context of an ``mqtts://`` broker: its CA (or the system's) and the client certificate;
+        SecretError naming the ``section`` and the file that could not be used (never a key's content)."""
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            if self.cert_file is not None:
+                ctx.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SecretError(
+                f"{section}.tls: cannot load the CA or client certificate files: {exc}"
+            ) from None
+        return ctx
 
 
 class PublishConfig(BaseModel):
