@@ -45,6 +45,7 @@ class Tile:
     description: str
     state: str  # a StateCategory value
     oee: float | None
+    oee_over: bool  # OEE above 100 %: counts that started before the window, or an ideal cycle set too slow
     alarm: bool
     alert: bool  # a predicted failure: an equipment alert raised and not cleared
     sensor_fault: bool  # a sensor of it is suspected (an instrument ticket, not a failure)
@@ -220,7 +221,8 @@ class PlantData:
                         kind=a.kind,
                         description=a.description,
                         state=self.state_of(path),
-                        oee=oee.get(path),
+                        oee=oee[path].oee if path in oee else None,
+                        oee_over=path in oee and oee[path].above_ideal,
                         alarm=bool(
                             alarm is not None
                             and alarm.quality != Quality.BAD
@@ -257,10 +259,10 @@ class PlantData:
                     return n, int(s), int(now)
         return "", now - 8 * 3600 * NS, now
 
-    def shift_oee(self) -> dict[str, float]:
-        """OEE of each MES asset over the current shift so far (cached 10 s)."""
+    def shift_oee(self) -> dict[str, Kpis]:
+        """KPIs of each MES asset over the current shift so far, for those whose OEE is known (cached 10 s)."""
 
-        def read() -> dict[str, float]:
+        def read() -> dict[str, Kpis]:
             if self.repo is None:
                 return {}
             _, s, e = self.shift_window()
@@ -270,7 +272,7 @@ class PlantData:
             except Exception as exc:
                 log.warning("dashboard: OEE not available: %s", exc)
                 return {}
-            return {a: k.oee for a, k in ks.items() if k.oee is not None and k.oee == k.oee}
+            return {a: k for a, k in ks.items() if k.oee is not None and k.oee == k.oee}
 
         return self._cached("shift_oee", 10.0, read)
 

@@ -388,6 +388,12 @@ TEXT: dict[str, tuple[str, str]] = {
         " (mes.assets ideal_cycle_s, or the product's).",
         "性能开动率和 OEE 无法计算：有 {n} 件产品没有理想节拍（mes.assets 的 ideal_cycle_s 或产品的理想节拍）。",
     ),
+    "mes.above_ideal": (
+        "Performance is above 100 %: units counted in this window were started before it (a long cycle"
+        " that finished after it began), or the ideal cycle time is set slower than the machine runs.",
+        "性能开动率超过 100 %：本时段计入的产品有的在时段开始前已开工（长节拍在时段开始后才完成），"
+        "或理想节拍设得比设备实际慢。",
+    ),
     "mes.no_assets": ("The MES has no assets in this scope.", "该范围内没有生产执行系统管理的设备。"),
     "mes.no_orders": ("No work orders.", "暂无工单。"),
     "mes.total": ("total", "总数"),

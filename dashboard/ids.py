@@ -78,6 +78,7 @@ MES_ORDERS = "mes-orders"
 MES_WINDOW = "mes-window"
 MES_SHIFT = "mes-shift"
 MES_KPIS = "mes-kpis"
+MES_ABOVE_IDEAL = "mes-above-ideal"
 MES_MESSAGE = "mes-message"
 
 # system

@@ -23,7 +23,8 @@ Rules (one formula per KPI; times in seconds, over the window ``[start_ns, end_n
   total/good/scrap/rework_units = Σ of the column; units_without_ideal = Σ total of buckets with NaN ideal_s.
 * net_productive_s (NPT) = Σ total × ideal_s and fully_productive_s (FPT) = Σ good × ideal_s, over buckets
   with a known ideal_s. effectiveness = NPT / APT (NaN when units_without_ideal > 0).
-* reduced_speed_s = APT − minor_stop_s − NPT (negative when the ideal is set too slow; not clamped; NaN
+* reduced_speed_s = APT − minor_stop_s − NPT (negative when the ideal is set too slow or units counted in
+  the window were started before it: ``above_ideal``; not clamped; NaN
   when units_without_ideal > 0); performance_loss_s = minor_stop_s + reduced_speed_s.
 * quality_ratio = good / total; quality_loss_s = NPT − FPT; oee = availability × effectiveness ×
   quality_ratio (= FPT / PBT when every unit of the window has the same ideal_s); teep = FPT / CT
@@ -364,6 +365,15 @@ class Kpis:
                 add["units_without_ideal"], add["n_failures"], add["breakdown_s"], add["energy_kwh"], add["mass_kg"],
             ),
         )  # fmt: skip
+
+    @property
+    def above_ideal(self) -> bool:
+        """More net productive time than production time (effectiveness > 1, so OEE can pass 100 %).
+
+        Either units counted in the window were started before it (a long cycle finishing just after a
+        shift change) or the ideal cycle time is set slower than the machine really runs. Not clipped:
+        the reader is told instead, so a wrong ideal stays visible."""
+        return self.effectiveness > 1.0  # False for NaN
 
     def waterfall(self) -> list[tuple[str, float, WaterfallKind]]:
         """``(step, seconds, kind)`` from calendar time down to fully productive time.

@@ -164,6 +164,8 @@ def headline(k: Kpis) -> list[Any]:
     ]
     if k.units_without_ideal > 0:
         out.append(html.P(i18n.t("mes.no_ideal", n=f"{k.units_without_ideal:,.0f}"), className="sf-msg"))
+    if k.above_ideal:
+        out.append(html.P(i18n.t("mes.above_ideal"), className="sf-msg", id=ids.MES_ABOVE_IDEAL))
     return out
 
 
@@ -182,7 +184,10 @@ def shifts_table(ctx: Context, shifts: list[Shift] | None) -> list[Any]:
         [
             name,
             _from_to(ctx, s, e),
-            *(pct(getattr(k, f)) for f in HEADLINE),
+            *(
+                pct(getattr(k, f)) + (" ⚠" if f in ("oee", "effectiveness") and k.above_ideal else "")
+                for f in HEADLINE
+            ),
             f"{k.good_units:,.0f}",
             f"{k.scrap_units:,.0f}",
         ]

@@ -32,13 +32,18 @@ def tile_view(t: Tile) -> html.A:
     state = i18n.t("stale") if t.stale else i18n.state_label(t.state)
     health = "–" if t.health is None or t.stale else f"{t.health:.2f}"
     oee = "–" if t.oee is None else f"{100 * t.oee:.0f} %"
+    oee_span = html.Span(f"{i18n.t('oee.short')} {oee}")
+    if t.oee_over:
+        oee_span = html.Span(
+            f"{i18n.t('oee.short')} {oee} ⚠", title=i18n.t("mes.above_ideal"), className="over"
+        )
     return html.A(
         [
             html.Div(t.name, className="name", title=t.path),
             html.Div(f"{t.line.rsplit('/', 1)[-1]} · {t.description}", className="desc", title=t.description),
             html.Div(state, className="state", **{"data-state": "stale" if t.stale else t.state}),
             html.Div(
-                [html.Span(f"{i18n.t('oee.short')} {oee}"), html.Span(f"♥ {health}", title=i18n.t("health"))],
+                [oee_span, html.Span(f"♥ {health}", title=i18n.t("health"))],
                 className="facts",
             ),
             html.Div(

@@ -234,6 +234,7 @@ def test_running_at_80_percent_of_the_ideal_rate() -> None:
     assert k.reduced_speed_s == pytest.approx(0.2 * k.actual_production_s)  # 5760 s
     assert k.minor_stop_s == 0
     assert k.oee == pytest.approx(0.8)
+    assert not k.above_ideal
     check_waterfall(k)
 
 
@@ -244,6 +245,19 @@ def test_an_ideal_set_too_slow_gives_a_negative_speed_loss() -> None:
     k = kpis(iv, c, at(0, 8), at(0, 9), [0])
     assert k.reduced_speed_s == -400
     assert k.effectiveness == pytest.approx(4000 / 3600)
+    assert k.above_ideal
+
+
+def test_a_long_cycle_finishing_after_the_shift_change_is_flagged_not_clipped() -> None:
+    # a 4 h heat runs 06:00-10:00 and is counted when it ends; the 08:00 shift saw 2 h of it
+    iv = intervals([(0, at(0, 6), at(0, 10), Loss.RUNNING)])
+    c = counts([(0, at(0, 10) - M, 1.0, 0.0, 0.0, 4 * 3600.0, 0.0, 0.0)])
+    k = kpis(iv, c, at(0, 8), at(0, 10), [0])
+    assert k.actual_production_s == 7200 and k.net_productive_s == 14400
+    assert k.oee == pytest.approx(2.0)  # the figure is reported as it is ...
+    assert k.above_ideal  # ... and flagged, so the dashboard can say why
+    whole = kpis(iv, c, at(0, 6), at(0, 10), [0])
+    assert whole.oee == pytest.approx(1.0) and not whole.above_ideal
 
 
 def test_units_without_an_ideal_make_effectiveness_undefined() -> None:
