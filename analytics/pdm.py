@@ -264,10 +264,19 @@ def final_sensor_flags(
     signal moved because the equipment did, and it stays in the evidence.
     """
     flags = hm.sensor_checks(frame, feats)
+    for kind in ("spikes", "drift"):
+        # a failing instrument moves one signal; several signals of the asset at once is the equipment
+        # (or the process) moving, whatever the failure-mode knowledge says
+        raised = {sig: m for sig, m in flags[kind].items() if m.any()}
+        if len(raised) > 1:
+            together = np.sum(list(raised.values()), axis=0) >= 2
+            for sig in raised:
+                flags[kind][sig] = raised[sig] & ~_spread(together, CONCURRENT_WINDOWS)
     if km is None or not km.modes:
         return flags
     hard = {s: m for k in ("dropout", "stuck") for s, m in flags[k].items()}
     lvl = hmod.level_z(hm, feats)
+    stirring = _stirring(hm, km, hm.mask(z, hard))
     for kind in ("spikes", "drift"):
         for sig, m in flags[kind].items():
             if not m.any():
@@ -281,11 +290,39 @@ def final_sensor_flags(
                 level = hmod.ewma(np.nan_to_num(lvl[sig]), hmod.DRIFT_ALPHA, x0=0.0)
                 along = np.sign(level) == _signature_sign(hm, km, sig)
                 keep &= ~along
-            elif kind == "spikes" and _signature_sign(hm, km, sig) != 0:
-                # impulsive outliers on a signal a failure mode moves are its evidence while it shows
-                keep &= _index(hm, km, hm.mask(z, hard)) < OTHERS_HEALTHY
+            elif kind == "spikes" and sig in stirring:
+                # impulsive outliers on a signal a failure mode reads (a bearing defect's impacts in its
+                # vibration) are that mode's evidence while any mode reading it is above its healthy floor
+                keep &= ~stirring[sig]
             flags[kind][sig] = keep
     return flags
+
+
+CONCURRENT_WINDOWS = 3  # flags on two signals this many windows apart count as at once
+
+
+def _spread(b: np.ndarray, k: int) -> np.ndarray:
+    """``b`` widened by ``k`` windows either side."""
+    if not b.any():
+        return b
+    c = np.concatenate([[0], np.cumsum(b.astype(np.int64))])
+    n = len(b)
+    i = np.arange(n)
+    return (c[np.minimum(i + k + 1, n)] - c[np.maximum(i - k, 0)]) > 0
+
+
+def _stirring(hm: HealthModel, km: mmod.KindModel, zm: np.ndarray) -> dict[str, np.ndarray]:
+    """Per signal a failure mode moves: the windows where such a mode's index is above its healthy floor."""
+    out: dict[str, np.ndarray] = {}
+    pos = {n: i for i, n in enumerate(hm.names)}
+    for mm in km.modes.values():
+        cols = [pos.get(n, -1) for n in mm.names]
+        zc = np.column_stack([zm[:, c] if c >= 0 else np.zeros(len(zm)) for c in cols])
+        above = mm.index(zc) > mm.floor
+        for c in mm.cols.tolist():
+            sig = mm.names[c].split(":", 1)[0]
+            out[sig] = out[sig] | above if sig in out else above
+    return out
 
 
 def _signature_sign(hm: HealthModel, km: mmod.KindModel, sig: str) -> float:

@@ -16,7 +16,7 @@ from analytics.alerts import AlertRule, Tracker
 from analytics.dataset import NS, AssetFrame, Dataset, LogEvent, to_grid
 from analytics.features import FeatureSpec, compute, is_counter, shape_features
 from analytics.health import fit, longest_run
-from analytics.pdm import Alert, AssetScores
+from analytics.pdm import Alert, AssetScores, final_sensor_flags
 
 HOUR = 3600 * NS
 
@@ -205,3 +205,25 @@ def test_drift_builds_up_from_the_healthy_level_not_from_the_first_window() -> N
     drifting = frame({"a": a[later], "b": b3[later]})
     df = compute(drifting, FeatureSpec(shape=("mean", "std")))
     assert hm.sensor_checks(drifting, df)["drift"]["b"][-24:].all()
+
+
+def test_a_drift_on_one_signal_is_a_sensor_fault_and_on_two_at_once_it_is_the_equipment() -> None:
+    rng = np.random.default_rng(9)
+    n = 60 * 24 * 9
+    day5 = 60 * 24 * 5
+    base = {s: 20 + 0.3 * rng.standard_normal(n) for s in ("a", "b", "c")}
+    fr = frame(base)
+    feats = compute(fr, FeatureSpec(shape=("mean", "std")))
+    hm = fit(fr, feats, feats.t_ns <= feats.t_ns[0] + 4 * 24 * HOUR)
+    walk = np.r_[np.zeros(day5), np.linspace(0, 4.0, n - day5)]
+
+    def drift_flags(*drifting: str) -> dict[str, np.ndarray]:
+        fr2 = frame({s: v + walk if s in drifting else v for s, v in base.items()})
+        f2 = compute(fr2, FeatureSpec(shape=("mean", "std")))
+        z = hm.z(f2)
+        return final_sensor_flags(hm, fr2, f2, z, None)["drift"]
+
+    alone = drift_flags("b")
+    assert alone["b"][-24:].all() and not alone["a"].any() and not alone["c"].any()
+    together = drift_flags("a", "b")  # the process moved: no instrument is blamed
+    assert not together["a"].any() and not together["b"].any()
