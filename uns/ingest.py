@@ -18,9 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiomqtt
+import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from historian.base import Store
 from historian.errors import StoreRejected, StoreUnavailable
@@ -28,14 +30,18 @@ from historian.quarantine import Quarantine
 from shopfloor.backoff import Backoff
 from shopfloor.batch import SampleBatch
 from shopfloor.config.ingest import IngestConfig
-from shopfloor.model import Event, now_ns
+from shopfloor.model import SYSTEM_SEGMENT, Event, SeriesKey, now_ns
 from shopfloor.secrets import read_secret
 from uns.json_payload import Decoded, PayloadError, decode_message
-from uns.topics import TopicError, TopicTree
+from uns.sparkplug import NAMESPACE
+from uns.sparkplug_ingest import SparkplugHost
+from uns.topics import TopicTree
 
 log = logging.getLogger("shopfloor.uns.ingest")
 
 PUBLISHER_SUFFIX = "/_system/shopfloor/mqtt-publisher"  # the edge publisher's own counters (docs/uns.md)
+SPARKPLUG_PREFIX = NAMESPACE + "/"
+TREE_SUBSCRIPTION, SPARKPLUG_SUBSCRIPTION = 1, 2  # MQTT 5 subscription identifiers: which one delivered
 
 
 @dataclass(slots=True)
@@ -60,7 +66,8 @@ class Received:
 
 @dataclass
 class EdgeStatus:
-    """What the centre knows of one edge (a site): when it was first and last heard from."""
+    """What the centre knows of one edge publisher (by its counters) or one line (by its data): when it was
+    first and last heard from."""
 
     first_ns: int
     last_ns: int
@@ -110,6 +117,8 @@ class _Connection(aiomqtt.Client):
         self.session_present = False
         self._sink = sink
         self._client.manual_ack_set(True)  # before connect: a resumed session delivers right after CONNACK
+        self._fd: int | None = None  # the socket, while open
+        self._paused = False
 
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
@@ -119,6 +128,44 @@ class _Connection(aiomqtt.Client):
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._sink(self, message)  # on the loop's thread: paho reads the socket from the asyncio loop
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        super()._on_socket_open(client, userdata, sock)
+        self._fd = sock.fileno()
+        self._paused = False
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._fd = None  # never resume reading a closed (or reused) descriptor
+        super()._on_socket_close(client, userdata, sock)
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (back-pressure on the broker through TCP); the connection stays."""
+        fd = self._fd
+        if fd is not None and not self._paused:
+            self._loop.remove_reader(fd)
+            self._paused = True
+
+    def resume_reading(self) -> None:
+        fd = self._fd
+        if fd is not None and self._paused:
+            self._paused = False
+            self._loop.add_reader(fd, self._read)
+
+    def _read(self) -> None:
+        """What aiomqtt's own socket reader does: read packets (all that TLS has decoded), end on an error."""
+        try:
+            while True:
+                self._client.loop_read()
+                sock = self._client._sock  # TLS may hold decoded bytes the selector cannot see
+                if sock is None or not (hasattr(sock, "pending") and sock.pending() > 0):
+                    break
+        except Exception as exc:
+            if not self._disconnected.done():
+                self._disconnected.set_exception(exc)
+
+    def publish_nowait(self, topic: str, payload: bytes, qos: int) -> None:
+        """Queue a message without waiting for its acknowledgement (a Sparkplug rebirth request)."""
+        self._client.publish(topic, payload, qos)
 
     def ack(self, mid: int, qos: int) -> bool:
         """Queue the PUBACK (QoS 1) or PUBCOMP (QoS 2) of one message; False when not connected."""
@@ -165,7 +212,16 @@ class Ingest:
         self.health_asset = health_asset
         self.quarantine = Quarantine(config.dir)  # points the historian refused, in the writer's format
         self.malformed_path = config.dir / "malformed.jsonl"
-        self.edges: dict[str, EdgeStatus] = {}
+        self.edges: dict[str, EdgeStatus] = {}  # edge publishers, by the edge id of their counters' asset
+        self.lines: dict[str, EdgeStatus] = {}  # data age per line (an asset path without its last segment)
+        self.sparkplug = (
+            SparkplugHost(config.sparkplug_groups, self.client_id, config.dir)
+            if config.sparkplug_groups
+            else None
+        )
+        self._state_ms = (
+            0  # the Sparkplug STATE timestamp of the current connection (will and birth share it)
+        )
         self._password = read_secret(config.password_env, config.password_file, "ingest password")
         self._tls = config.tls.ssl_context("ingest") if self.url.tls else None
         self._s = IngestStats()
@@ -243,16 +299,20 @@ class Ingest:
 
     def status(self) -> str | None:
         s, now = self.stats(), now_ns()
-        edges = ",".join(
-            f"{site}:{'stale' if e.stale else f'{e.age_s(now):.1f}s'}"
-            for site, e in sorted(self.edges.items())
-        )
+
+        def ages(d: dict[str, EdgeStatus]) -> str:
+            return ",".join(
+                f"{k}:{'stale' if e.stale else f'{e.age_s(now):.1f}s'}" for k, e in sorted(d.items())
+            )
+
+        edges, lines = ages(self.edges), ages(self.lines)
+        sparkplug = f" sparkplug={self.sparkplug.status(now)}" if self.sparkplug is not None else ""
         return (
             f"ingest: received={s.received} written={s.written} acked={s.acked} "
             f"quarantined={s.quarantined_total} refused={s.refused} redelivered={s.redelivered} "
             f"pending={s.pending} retries={s.retries} broker={'connected' if s.connected else 'offline'} "
             f"historian={'online' if s.historian_online else 'outage' if self._outage else '-'} "
-            f"edges={edges or '-'}"
+            f"edges={edges or '-'} lines={lines or '-'}{sparkplug}"
         )
 
     def health_batch(self) -> SampleBatch:
@@ -263,14 +323,23 @@ class Ingest:
             "quarantined": s.quarantined_total, "redelivered": s.redelivered, "unacked": s.unacked,
             "pending": s.pending, "pending_points": s.pending_points, "retries": s.retries,
             "connections": s.connections, "connected": float(s.connected),
-            "historian_online": float(s.historian_online), "edges": len(self.edges),
+            "historian_online": float(s.historian_online), "edges": len(self.edges), "lines": len(self.lines),
         }  # fmt: skip
         for reason, n in s.quarantined.items():
             values[f"quarantined.{reason}"] = n
-        for site, e in self.edges.items():
-            values[f"edge.{site}.age_s"] = e.age_s(now)
-            values[f"edge.{site}.messages"] = e.messages
-            values[f"edge.{site}.stale"] = float(e.stale)
+        for edge, e in self.edges.items():
+            values[f"edge.{edge}.age_s"] = e.age_s(now)
+            values[f"edge.{edge}.messages"] = e.messages
+            values[f"edge.{edge}.stale"] = float(e.stale)
+            if e.publisher_pending is not None:
+                values[f"edge.{edge}.pending"] = e.publisher_pending
+        for line, e in self.lines.items():
+            name = line.replace("/", ".")
+            values[f"line.{name}.age_s"] = e.age_s(now)
+            values[f"line.{name}.messages"] = e.messages
+            values[f"line.{name}.stale"] = float(e.stale)
+        if self.sparkplug is not None:
+            values.update(self.sparkplug.health_values(now))
         asset = self.health_asset or ""
         keys = [(asset, name) for name in values]
         return SampleBatch.from_columns(keys, range(len(keys)), [now] * len(keys), list(values.values()))
@@ -283,10 +352,13 @@ class Ingest:
             rec = Received(self._seq, conn.number, message.mid, message.qos, bool(message.dup), topic,
                            bytes(message.payload), now_ns())  # fmt: skip
             self._seq += 1
-            try:
-                rec.decoded = decode_message(topic, rec.payload, self.tree)
-            except PayloadError as exc:
-                rec.error = exc
+            if topic.startswith(SPARKPLUG_PREFIX):
+                self._sparkplug(conn, message, rec)
+            else:
+                try:
+                    rec.decoded = decode_message(topic, rec.payload, self.tree)
+                except PayloadError as exc:
+                    rec.error = exc
             self._pending.append(rec)
             self._held_points += rec.points
             self._s.received += 1
@@ -299,25 +371,54 @@ class Ingest:
         except Exception:  # a bug here must not cost the connection; the message stays unacknowledged
             log.exception("ingest: cannot take a message on %s", message._topic[:200])
 
-    def _seen(self, rec: Received) -> None:
-        try:
-            target = self.tree.parse(rec.topic)
-        except TopicError:
+    def _sparkplug(self, conn: _Connection, message: paho.MQTTMessage, rec: Received) -> None:
+        """A message on a Sparkplug topic: fed to the host if its subscription delivered it; the copy that
+        a tree subscription of ``#`` (no topic prefix) also delivers is acknowledged and left alone."""
+        ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
+        if self.sparkplug is None or SPARKPLUG_SUBSCRIPTION not in ids:
+            rec.decoded = Decoded(None, [], [])
             return
-        site = target.asset.split("/", 1)[0]
-        e = self.edges.get(site)
+        rec.decoded, rec.error, replies = self.sparkplug.feed(rec.topic, rec.payload)
+        for r in replies:  # rebirth requests: QoS 0 like the specification's commands, never awaited
+            conn.publish_nowait(r.topic, r.payload, r.qos)
+
+    def _seen(self, rec: Received) -> None:
+        """Who was heard from: an edge publisher by its counters, a line by its data (only data: an edge
+        whose counters still come while its connectors are silent shows its lines going stale)."""
+        d = rec.decoded
+        if d is None:
+            return
+        assets = {e.asset for e in d.events}
+        if d.samples is not None and len(d.samples):
+            assets |= {k.asset for k in d.samples.keys}
+        for asset in assets:
+            parts = asset.split("/")
+            if len(parts) > 1 and parts[1] == SYSTEM_SEGMENT:
+                if asset.startswith(parts[0] + PUBLISHER_SUFFIX):
+                    edge = parts[4] if len(parts) > 4 else parts[0]  # an older publisher: one per site
+                    e = self._heard(self.edges, "edge", edge, rec)
+                    keys = list(d.samples.keys) if d.samples is not None else []
+                    pending = SeriesKey(asset, "pending")
+                    if d.samples is not None and pending in keys:
+                        rows = np.flatnonzero(d.samples.series == keys.index(pending))
+                        if len(rows):
+                            e.publisher_pending = float(d.samples.value[rows[-1]])
+                continue
+            self._heard(self.lines, "line", asset.rsplit("/", 1)[0], rec)
+
+    @staticmethod
+    def _heard(table: dict[str, EdgeStatus], what: str, key: str, rec: Received) -> EdgeStatus:
+        e = table.get(key)
         if e is None:
-            e = self.edges[site] = EdgeStatus(rec.at_ns, rec.at_ns)
-            log.info("edge %s: first seen (%s)", site, rec.topic)
+            e = table[key] = EdgeStatus(rec.at_ns, rec.at_ns)
+            log.info("%s %s: first seen (%s)", what, key, rec.topic)
         elif e.stale:
             e.stale = False
-            log.warning("edge %s: messages again after %.1f s of silence", site, e.age_s(rec.at_ns))
-        e.last_ns = rec.at_ns
+            log.warning("%s %s: messages again after %.1f s of silence", what, key, e.age_s(rec.at_ns))
+        e.last_ns = max(e.last_ns, rec.at_ns)
         e.messages += 1
         e.points += rec.points
-        samples = rec.decoded.samples if rec.decoded is not None else None
-        if target.asset.endswith(PUBLISHER_SUFFIX) and target.signal == "pending" and samples:
-            e.publisher_pending = float(samples.value[-1])
+        return e
 
     # -- connection ----------------------------------------------------------------------------------
     def _connection(self) -> _Connection:
@@ -326,10 +427,15 @@ class Ingest:
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
         cfg = self.config
+        will = None
+        if self.sparkplug is not None:
+            self._state_ms = now_ns() // 1_000_000
+            w = self.sparkplug.state(False, self._state_ms)
+            will = aiomqtt.Will(w.topic, w.payload, 1, True)
         return _Connection(
             self._numbers, self._received, self.url.host, self.url.port,
             username=self.broker.user, password=self._password, identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
+            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props, will=will,
             timeout=cfg.timeout_s, keepalive=cfg.keepalive_s, tls_context=self._tls,
             logger=logging.getLogger("shopfloor.uns.mqtt"),
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -345,11 +451,33 @@ class Ingest:
             conn = self._connection()
             try:
                 await conn.__aenter__()
-                codes = await conn.subscribe(self.subscription, qos=1, timeout=self.config.timeout_s)
-                refused = [c for c in codes if getattr(c, "is_failure", False)]
-                if refused:
-                    raise aiomqtt.MqttError(f"the broker refused the subscription: {refused[0]}")
+                # a resumed session delivers right after CONNACK, before the subscriptions are answered:
+                # those messages are this connection's to acknowledge from here on
+                self._conn = conn
+                subs = [(self.subscription, TREE_SUBSCRIPTION)]
+                if self.sparkplug is not None:
+                    subs += [(t, SPARKPLUG_SUBSCRIPTION) for t in self.sparkplug.subscriptions()]
+                for topic, ident in subs:
+                    props = Properties(PacketTypes.SUBSCRIBE)
+                    if self.sparkplug is not None:
+                        props.SubscriptionIdentifier = ident
+                    # no local: the host's own STATE and rebirth requests never come back to it
+                    opts = SubscribeOptions(qos=1, noLocal=ident == SPARKPLUG_SUBSCRIPTION)
+                    codes = await conn.subscribe(
+                        topic, options=opts, properties=props, timeout=self.config.timeout_s
+                    )
+                    refused = [c for c in codes if getattr(c, "is_failure", False)]
+                    if refused:
+                        raise aiomqtt.MqttError(
+                            f"the broker refused the subscription to {topic}: {refused[0]}"
+                        )
+                if self.sparkplug is not None:  # the host is online: its STATE birth, retained
+                    st = self.sparkplug.state(True, self._state_ms)
+                    await conn.publish(
+                        st.topic, st.payload, qos=1, retain=True, timeout=self.config.timeout_s
+                    )
             except aiomqtt.MqttError as exc:
+                self._conn = None
                 conn.abandon()
                 if not failing:
                     log.error("ingest: cannot subscribe at %s as %s: %s", self.where, self.client_id, exc)
@@ -359,14 +487,13 @@ class Ingest:
                 continue
             failing = False
             self._reconnect.reset()
-            self._conn = conn
             self._s.connections += 1
             log.info(
                 "subscribed to %s at %s as %s (%s session)",
                 self.subscription, self.where, self.client_id, "resumed" if conn.session_present else "new",
             )  # fmt: skip
             self._over_limit.clear()
-            ended = await _first(_until_lost(conn), self._over_limit.wait(), self._disconnect.wait())
+            ended = await self._serve(conn)
             self._conn = None
             if ended == 0:
                 log.warning(
@@ -374,15 +501,37 @@ class Ingest:
                 )
                 conn.abandon()
                 continue
-            if ended == 1:
-                log.warning(
-                    "ingest: %d points held, not yet stored: pausing the subscription", self._held_points
-                )
             with contextlib.suppress(
                 Exception
             ):  # DISCONNECT keeps the session (its expiry was set at CONNECT)
                 await asyncio.wait_for(conn.__aexit__(None, None, None), 5.0)
             conn.abandon()
+
+    async def _serve(self, conn: _Connection) -> int:
+        """Until the connection is lost (0) or a stop (2). Above ``max_pending_points`` held points it stops
+        reading the socket until the historian has taken half of them: TCP holds the broker back and the
+        connection, with everything in flight on it, stays (Mosquitto 2.0 does not keep to the Receive
+        Maximum once acknowledgements flow, so the window alone does not bound what arrives). A pause
+        longer than about the keep-alive ends the connection; the broker then sends again what was held."""
+        lost = asyncio.ensure_future(_until_lost(conn))
+        try:
+            while True:
+                ended = await _first(asyncio.shield(lost), self._over_limit.wait(), self._disconnect.wait())
+                if ended != 1:
+                    return ended
+                log.warning("ingest: %d points held, not yet stored: reading paused", self._held_points)
+                self._drained.clear()
+                conn.pause_reading()
+                try:
+                    ended = await _first(self._drained.wait(), asyncio.shield(lost), self._disconnect.wait())
+                finally:
+                    conn.resume_reading()
+                if ended:
+                    return 0 if ended == 1 else 2
+                self._over_limit.clear()
+                log.info("ingest: %d points held: reading again", self._held_points)
+        finally:
+            await _cancel(lost)
 
     # -- writing -------------------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -521,7 +670,10 @@ class Ingest:
                 return True
 
     def _acknowledge(self, batch: list[Received]) -> None:
-        """PUBACK every message of a written batch, in arrival order, on the connection it came on."""
+        """PUBACK every message of a written batch, in arrival order, on the connection it came on (after
+        saving the Sparkplug births among them: a redelivery after a crash is read with them)."""
+        if self.sparkplug is not None:
+            self.sparkplug.flush()
         conn = self._conn
         for r in batch:
             if r.qos == 0:
@@ -563,10 +715,11 @@ class Ingest:
         while True:
             await asyncio.sleep(min(1.0, self.config.stale_after_s / 4))
             now = now_ns()
-            for site, e in self.edges.items():
-                if not e.stale and now - e.last_ns > stale_ns:
-                    e.stale = True
-                    log.warning("edge %s: stale, no message for %.1f s", site, e.age_s(now))
+            for what, table in (("edge", self.edges), ("line", self.lines)):
+                for key, e in table.items():
+                    if not e.stale and now - e.last_ns > stale_ns:
+                        e.stale = True
+                        log.warning("%s %s: stale, no message for %.1f s", what, key, e.age_s(now))
             if self._health_due():
                 self._wake.set()
 

@@ -1,8 +1,8 @@
 """The northbound MQTT publisher: a sink the HistorianWriter drives like a Store, so every sample and event
 reaches the broker through the same spool, batching, backoff and quarantine as the historian.
 
-``encode_*`` turn a batch into messages (a pluggable ``PayloadCodec``: plain JSON now, Sparkplug B
-later); ``send`` publishes them in order on one connection and returns only once the broker has
+``encode_*`` turn a batch into messages (a pluggable ``PayloadCodec``: plain JSON, or Sparkplug B in
+``uns.sparkplug_edge``); ``send`` publishes them in order on one connection and returns only once the broker has
 acknowledged every one; a lost connection or a missing acknowledgement raises ``StoreUnavailable``,
 so the writer keeps the batch spooled and sends it again, in order, once the broker is back.
 """
@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiomqtt
@@ -43,11 +44,16 @@ class PayloadCodec(Protocol):
     NBIRTH/DBIRTH), ``will`` the broker's last will for the connection (Sparkplug B's NDEATH). Per
     connection attempt ``will`` is called first, then, once connected, ``on_connect``; the births are
     acknowledged before any data of the connection is published.
+
+    ``encode_samples`` may return a function instead of the messages: the publisher calls it inside the
+    connection's session, just before publishing (Sparkplug's sequence numbers belong to a session).
+    Optional: ``command_topics()`` (subscribed before the births), ``on_command(topic, payload)`` (the
+    messages answering one, published in send order) and ``death()`` (published before a clean close).
     """
 
     format: str
 
-    def encode_samples(self, batch: SampleBatch) -> list[MqttMessage]: ...
+    def encode_samples(self, batch: SampleBatch) -> list[MqttMessage] | Callable[[], list[MqttMessage]]: ...
 
     def encode_events(self, events: Sequence[Event], seqs: Sequence[int]) -> list[MqttMessage]: ...
 
@@ -139,7 +145,10 @@ class MqttPublisher:
         self._tls = self.config.tls.ssl_context("publish") if self.broker.tls else None
         self._conn: _Connection | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one connection attempt at a time
+        self._sending = asyncio.Lock()  # one session's messages in order: data, births, command replies
+        self._commands: list[tuple[_Connection, str, bytes]] = []
+        self._answering: asyncio.Task[None] | None = None
         self.connections = 0  # successful connects
         self.messages = 0  # messages acknowledged by the broker
 
@@ -148,9 +157,23 @@ class MqttPublisher:
         await self._connect()
 
     async def close(self) -> None:
+        death = getattr(self.codec, "death", None)
+        conn = self._conn
+        if death is not None and conn is not None and self._watch is not None and not self._watch.done():
+            async with self._sending:
+                msg = death()
+                if msg is not None:  # Sparkplug: say so before a clean disconnect (the broker drops the will)
+                    with contextlib.suppress(StoreUnavailable, StoreRejected):
+                        await self._publish(conn, [msg])
+        if self._answering is not None:
+            self._answering.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._answering
         await self._drop(graceful=True)
 
-    def encode_samples(self, batch: SampleBatch) -> list[MqttMessage] | Refused:
+    def encode_samples(
+        self, batch: SampleBatch
+    ) -> list[MqttMessage] | Callable[[], list[MqttMessage]] | Refused:
         try:
             return self.codec.encode_samples(batch)
         except Exception as exc:  # any reason: the writer isolates and quarantines the culprits
@@ -164,25 +187,35 @@ class MqttPublisher:
         except Exception as exc:
             return Refused(f"{type(exc).__name__}: {exc}")
 
-    async def send(self, payload: list[MqttMessage] | Refused) -> None:
+    async def send(self, payload: list[MqttMessage] | Callable[[], list[MqttMessage]] | Refused) -> None:
         """Publish every message, in order; return once the broker acknowledged them all."""
         if isinstance(payload, Refused):
             raise StoreRejected(payload.reason)
         if not payload:
             return
-        conn = await self._connect()
-        try:
-            await self._publish(conn, payload)
-        except StoreUnavailable:
-            await self._drop()
-            raise
+        async with self._sending:
+            conn = await self._connect()
+            try:
+                await self._answer(conn)  # a rebirth asked for goes before the data
+                if callable(payload):
+                    try:
+                        payload = payload()
+                    except Exception as exc:  # the codec refused (a value it cannot carry): quarantined
+                        raise StoreRejected(f"{type(exc).__name__}: {exc}") from None
+                    if not payload:
+                        return
+                await self._publish(conn, payload)
+            except StoreUnavailable:
+                await self._drop()
+                raise
 
     async def ping(self) -> bool:
         """True when a connection is up or can be made now (it is kept for the next send)."""
         if self._conn is not None and self._watch is not None and not self._watch.done():
             return True
         try:
-            await self._connect()
+            async with self._sending:
+                await self._connect()
         except StoreUnavailable:
             return False
         return True
@@ -219,7 +252,20 @@ class MqttPublisher:
                 raise StoreUnavailable(
                     f"cannot connect to {self.name}: {exc}", unreachable=not answered
                 ) from None
+            commands = getattr(self.codec, "command_topics", None)
+            try:
+                for topic in commands() if commands is not None else ():
+                    codes = await conn.subscribe(topic, qos=1, timeout=cfg.timeout_s)
+                    if any(getattr(c, "is_failure", False) for c in codes):
+                        # publishing still works; only the host's rebirth requests would go unheard
+                        log.warning("%s refused the subscription to %s: %s", self.name, topic, codes[0])
+            except aiomqtt.MqttError as exc:
+                conn.abandon()
+                raise StoreUnavailable(
+                    f"{self.name}: cannot subscribe to commands: {exc}", unreachable=True
+                ) from None
             self._conn = conn
+            self._commands = []
             self._watch = asyncio.create_task(self._watch_connection(conn), name="mqtt-publisher-connection")
             self.connections += 1
             if self.connections > 1:
@@ -235,12 +281,49 @@ class MqttPublisher:
                 raise
         return conn
 
-    @staticmethod
-    async def _watch_connection(conn: _Connection) -> None:
-        """Ends when the connection does: aiomqtt's message iterator raises once it is lost."""
+    async def _watch_connection(self, conn: _Connection) -> None:
+        """Ends when the connection does (aiomqtt's message iterator raises once it is lost); takes the
+        commands the codec subscribed to and has them answered in send order."""
         with contextlib.suppress(aiomqtt.MqttError):
-            async for _ in conn.messages:
-                pass
+            async for msg in conn.messages:
+                if getattr(self.codec, "on_command", None) is None:
+                    continue
+                self._commands.append((conn, str(msg.topic), bytes(msg.payload)))
+                if self._answering is None or self._answering.done():
+                    self._answering = asyncio.create_task(
+                        self._answer_soon(conn), name="mqtt-publisher-command"
+                    )
+
+    async def _answer_soon(self, conn: _Connection) -> None:
+        """Answer commands now, not at the next batch (a host waiting for a rebirth may be waiting long)."""
+        async with self._sending:
+            if conn is self._conn:
+                try:
+                    await self._answer(conn)
+                except StoreUnavailable as exc:
+                    log.warning("%s: cannot answer a command: %s", self.name, exc)
+                    await self._drop()
+
+    async def _answer(self, conn: _Connection) -> None:
+        """Publish the replies to the commands received on ``conn`` (inside ``_sending``)."""
+        on_command = getattr(self.codec, "on_command", None)
+        if on_command is None or not self._commands:
+            return
+        todo, self._commands = self._commands, []
+        replies: list[MqttMessage] = []
+        for c, topic, payload in todo:
+            if c is not conn:
+                continue  # a new connection is born anyway
+            try:
+                got = on_command(topic, payload)
+            except Exception as exc:  # a malformed command must not stop the data
+                log.warning("%s: ignoring a command on %s: %s", self.name, topic, exc)
+                continue
+            if got:
+                log.info("%s: answering a command on %s (%d messages)", self.name, topic, len(got))
+            replies += got
+        if replies:
+            await self._publish(conn, replies)
 
     async def _drop(self, graceful: bool = False) -> None:
         conn, watch, self._conn, self._watch = self._conn, self._watch, None, None
@@ -331,10 +414,29 @@ class PublishWriter(HistorianWriter):
         )
 
 
-def publish_writer(config: PublishConfig, site: str, codec: PayloadCodec | None = None) -> PublishWriter:
-    """The publisher and its writer, its counters published as ``<site>/_system/shopfloor/mqtt-publisher``."""
+def codec_for(config: PublishConfig, site: str, devices: Sequence[Any] = ()) -> PayloadCodec:
+    """The codec ``config.format`` names; Sparkplug's declares ``devices`` (``uns.sparkplug.DeviceSpec``) at
+    birth and keeps its bdSeq and aliases in the spool directory."""
+    if config.format == "sparkplug":
+        from uns.sparkplug import EdgeConfig
+        from uns.sparkplug_edge import SparkplugCodec
+
+        sp = config.sparkplug
+        # the messages go out at the publisher's QoS; the node's own qos field is not used
+        edge = EdgeConfig(sp.group_id or site, config.edge_id(site), 1, sp.max_metrics_per_message)
+        return SparkplugCodec(edge, topic_prefix=config.topic_prefix, devices=devices,
+                              state_dir=Path(config.spool.dir))  # fmt: skip
+    return JsonCodec(config.topic_prefix)
+
+
+def publish_writer(
+    config: PublishConfig, site: str, codec: PayloadCodec | None = None, *, devices: Sequence[Any] = ()
+) -> PublishWriter:
+    """The publisher and its writer, its counters published as
+    ``<site>/_system/shopfloor/mqtt-publisher/<edge id>`` (one asset per edge process, so the edges of
+    one site do not write over each other's counters)."""
     return PublishWriter(
-        MqttPublisher(config, site=site, codec=codec),
+        MqttPublisher(config, site=site, codec=codec or codec_for(config, site, devices)),
         writer_config(config),
-        health_asset=system_asset(site, "shopfloor", "mqtt-publisher"),
+        health_asset=system_asset(site, "shopfloor", "mqtt-publisher", config.edge_id(site)),
     )

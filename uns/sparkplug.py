@@ -617,6 +617,21 @@ class EdgeNode:
         """The assets currently born, in declaration order."""
         return list(self._devices)
 
+    def restore(self, aliases: Iterable[tuple[SeriesKey, int]]) -> None:
+        """Take back the aliases an earlier process of this edge gave (its state file), so a series keeps its
+        alias for the life of the edge node, whatever order it is declared in later. Before the first birth.
+
+        ValueError for an alias used twice or one outside 1..2^63."""
+        if self._devices:
+            raise SessionError("restore() goes before the first birth")
+        seen: dict[int, SeriesKey] = {}
+        for key, alias in aliases:
+            alias = int(alias)
+            if not 1 <= alias < 2**63 or seen.setdefault(alias, key) != key:
+                raise ValueError(f"alias {alias} of {key} is out of range or taken twice")
+            self._aliases[key] = alias
+        self._next_alias = max([self._next_alias - 1, *seen]) + 1
+
     # -- topics
     def _node_topic(self, mt: MessageType) -> str:
         return f"{NAMESPACE}/{self.config.group_id}/{mt}/{self.config.edge_node_id}"

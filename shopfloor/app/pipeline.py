@@ -19,7 +19,7 @@ from shopfloor.app.acquisition import Acquisition, load_plant
 from shopfloor.bus import Bus
 from shopfloor.config.publish import PublishConfig
 from shopfloor.config.schema import PlantConfig
-from shopfloor.model import system_asset
+from shopfloor.model import Signal, system_asset
 from shopfloor.service import Service, ServiceRunner
 
 log = logging.getLogger("shopfloor.acquire")
@@ -48,8 +48,13 @@ def edge_stream(
         writers.append(writer)
     if publish is not None:
         from uns.publisher import publish_writer
+        from uns.sparkplug import DeviceSpec
 
-        pw = publish_writer(publish, cfg.site)
+        devices = [
+            DeviceSpec(a.path, tuple(Signal(s.name, s.unit, s.type, s.description) for s in a.signals))
+            for a in cfg.assets
+        ]  # declared at a Sparkplug birth, in the config's order
+        pw = publish_writer(publish, cfg.site, devices=devices)
         bus.attach("mqtt", pw.submit, pw.submit_events)
         writers.append(pw)
     return writers, bus

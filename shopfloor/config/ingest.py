@@ -49,6 +49,12 @@ class IngestConfig(BaseModel):
         "messages between them. '' subscribes without a group (one ingest process only; on Mosquitto 2.0 "
         "the only kind of subscription its persistence restores after a broker restart).",
     )
+    sparkplug_groups: list[str] = Field(
+        default_factory=lambda: ["+"],
+        description="Sparkplug B groups read as a host (spBv1.0/<group>/#; '+' every group, [] none). Never "
+        "shared: a Sparkplug host must see all of an edge node's messages, so with several ingests give each "
+        "its own groups.",
+    )
     keepalive_s: Annotated[int, Field(ge=5, le=65535)] = 30
     timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
         10.0, description="How long connecting or subscribing may take."
@@ -77,7 +83,7 @@ class IngestConfig(BaseModel):
         10.0, description="How often the ingest's counters are stored as signals (0 = never)."
     )
     stale_after_s: Annotated[float, Field(gt=0)] = Field(
-        60.0, description="An edge (site) with no message for this long is reported stale."
+        60.0, description="An edge publisher or a line with no message for this long is reported stale."
     )
     stop_timeout_s: Annotated[float, Field(ge=0, le=3600)] = Field(
         30.0, description="At stop, how long to wait for the historian to take what was received."
@@ -97,6 +103,18 @@ class IngestConfig(BaseModel):
     def _group(cls, v: str) -> str:
         if any(c in v for c in "/+#\x00"):
             raise ValueError("group must be a name without '/', '+', '#' or NUL ('' for no group)")
+        return v
+
+    @field_validator("sparkplug_groups")
+    @classmethod
+    def _sparkplug_groups(cls, v: list[str]) -> list[str]:
+        for g in v:
+            if g != "+" and (not g or any(c in g for c in "/+#\x00")):
+                raise ValueError(
+                    f"sparkplug group {g!r}: a group id without '/', '+', '#' or NUL, or '+' for all"
+                )
+        if "+" in v and len(v) > 1:
+            raise ValueError("'+' already reads every Sparkplug group: list it alone")
         return v
 
     @model_validator(mode="after")

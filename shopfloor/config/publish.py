@@ -104,6 +104,27 @@ class MqttTlsConfig(BaseModel):
         return ctx
 
 
+class SparkplugConfig(BaseModel):
+    """Who the edge is in Sparkplug B (``format: sparkplug``): spBv1.0/<group_id>/.../<edge_node_id>."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group_id: str | None = Field(None, description="Sparkplug group id; default the site.")
+    edge_node_id: str | None = Field(
+        None, description="Sparkplug edge node id, one per edge process; default the MQTT client id."
+    )
+    max_metrics_per_message: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        10_000, description="A device's DDATA is split past this many metrics."
+    )
+
+    @field_validator("group_id", "edge_node_id")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c in v for c in "\x00+#/")):
+            raise ValueError("a Sparkplug id is a non-empty name without '/', '+', '#' or NUL")
+        return v
+
+
 class PublishConfig(BaseModel):
     """Where and how acquisition publishes to an MQTT broker; delivery works like the historian writer's."""
 
@@ -127,8 +148,11 @@ class PublishConfig(BaseModel):
         description="Topic levels ahead of the site, e.g. 'uns/v1' → uns/v1/<site>/<area>/<line>/<asset>/<signal>.",
     )
     format: Literal["json", "sparkplug"] = Field(
-        "json", description="Payload encoding: 'json' (docs/uns.md); 'sparkplug' (Sparkplug B) is reserved."
+        "json",
+        description="Payload encoding: 'json' (docs/uns.md) or 'sparkplug' (Sparkplug B samples; events stay "
+        "JSON on the topic tree).",
     )
+    sparkplug: SparkplugConfig = SparkplugConfig()
     qos: int = Field(
         1, description="MQTT QoS of every publish: 1 (at least once) or 2 (exactly once to the broker)."
     )
@@ -180,13 +204,6 @@ class PublishConfig(BaseModel):
             raise ValueError("qos must be 1 or 2")
         return v
 
-    @field_validator("format")
-    @classmethod
-    def _format(cls, v: str) -> str:
-        if v == "sparkplug":
-            raise ValueError("format 'sparkplug' (Sparkplug B) is not available yet; use 'json'")
-        return v
-
     @field_validator("client_id")
     @classmethod
     def _client_id(cls, v: str | None) -> str | None:
@@ -222,6 +239,10 @@ class PublishConfig(BaseModel):
     @property
     def user(self) -> str | None:
         return self.username or self.broker.username
+
+    def edge_id(self, site: str) -> str:
+        """The name this edge process goes by: its counters' asset and, in Sparkplug, its edge node id."""
+        return self.sparkplug.edge_node_id or self.resolved_client_id(site)
 
     def resolved_client_id(self, site: str) -> str:
         """``client_id``, or ``shopfloor-<site>-<hostname>`` (made identifier-safe)."""

@@ -63,9 +63,12 @@ class Edge:
     """One edge box: a publisher writer of its own site, fed synthetic batches whose values are a
     function of series and timestamp; ``expected`` is every sample submitted."""
 
-    def __init__(self, site: str, url: str, spool: Path, health_interval_s: float = 0) -> None:
+    def __init__(
+        self, site: str, url: str, spool: Path, health_interval_s: float = 0, **publish: Any
+    ) -> None:
         self.site = site
         self.series = series_of(site)
+        self.lines = {asset.rsplit("/", 1)[0] for asset, _ in self.series}
         cfg = PublishConfig.model_validate(
             {
                 "url": url,
@@ -77,6 +80,7 @@ class Edge:
                 "timeout_s": 2.0,
                 "health_interval_s": health_interval_s,
             }
+            | publish
         )
         self.writer: PublishWriter = publish_writer(cfg, site)  # its counters: <site>/_system/shopfloor/...
         self.expected: dict[Key, float] = {}
@@ -190,6 +194,20 @@ def ingest_settings(tmp_path: Path, **kw: Any) -> dict[str, Any]:
         "stop_timeout_s": 20,
     }
     return base | kw
+
+
+async def settled(ing: Ingest, quiet_s: float = 0.5, timeout_s: float = 20) -> None:
+    """Until nothing has arrived for ``quiet_s`` and nothing is held (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    last, since = -1, loop.time()
+    while loop.time() < deadline:
+        s = ing.stats()
+        if s.received != last:
+            last, since = s.received, loop.time()
+        elif s.pending == 0 and loop.time() - since >= quiet_s:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def running_ingest(cfg: IngestConfig, store: Any) -> Ingest:
@@ -319,14 +337,17 @@ async def test_two_edges_one_ingest_every_sample_and_event_stored_exactly_once(
     finally:
         for e in edges:
             await e.writer.stop(timeout_s=2)
+        await settled(ing)  # the edges' last counters may still be on the way
         await ing.stop()
     final = ing.stats()
     assert s.quarantined_total == 0 and s.refused == 0
     assert final.pending == 0 and final.acked == final.received  # everything written was acknowledged
     assert s.written >= sum(len(e.expected) + len(e.events) for e in edges)
-    assert set(ing.edges) == set(EDGES)
-    assert all(ing.edges[site].publisher_pending is not None for site in EDGES)  # the publisher's counters
-    assert status is not None and "edges=edge-a:" in status and "edge-b:" in status
+    publishers = {f"publisher-{site}" for site in EDGES}  # each edge by its own counters' asset
+    assert set(ing.edges) == publishers
+    assert all(ing.edges[p].publisher_pending is not None for p in publishers)  # the publisher's counters
+    assert set(ing.lines) == {ln for e in edges for ln in e.lines}  # data age per line, from the data only
+    assert status is not None and "edges=publisher-edge-a:" in status and "publisher-edge-b:" in status
     # the ingest's own counters went into the historian like any signal, per-edge data age included
     reader = SQLiteStore(db, create=False)
     await reader.open()
@@ -334,9 +355,9 @@ async def test_two_edges_one_ingest_every_sample_and_event_stored_exactly_once(
         health = {s.signal: s.value for s in await reader.latest("central/_system/shopfloor/ingest/test")}
     finally:
         await reader.close()
-    assert {"received", "acked", "written", "quarantined", "edge.edge-a.age_s", "edge.edge-b.age_s"} <= set(
-        health
-    )
+    assert {"received", "acked", "written", "quarantined", "edge.publisher-edge-a.age_s",
+            "edge.publisher-edge-b.pending"} <= set(health)  # fmt: skip
+    assert {f"line.{ln.replace('/', '.')}.age_s" for e in edges for ln in e.lines} <= set(health)
     assert health["acked"] == final.acked  # the final counters, stored at stop
 
 
@@ -383,8 +404,10 @@ async def test_a_killed_broker_loses_nothing(
     # no share group: Mosquitto 2.0's persistence does not restore shared subscriptions (docs/uns.md)
     ing = IngestProcess(tmp_path, broker, db, "ingest-broker", group="")
     processes.append(ing)
-    t_subscribed = time.time()
     await ing.start()
+    # the broker saves after the subscription, not merely after the ingest started: a save in between
+    # (the edges connecting) would leave a session without its subscription on disk
+    t_subscribed = time.time()
     wait_for_file(broker.workdir / "data" / "mosquitto.db", t_subscribed)  # the session is on disk
     feeding = asyncio.gather(*(e.feed(0, 350) for e in edges))  # ~7 s of data
     try:
@@ -523,4 +546,37 @@ async def test_nothing_is_acknowledged_while_the_historian_is_away_and_the_broke
         await second.stop()
     s = second.stats()
     assert s.redelivered >= inflight  # the first one's unacknowledged messages, sent again
+    assert s.acked == s.received and s.pending == 0
+
+
+async def test_above_max_pending_points_ingest_stops_reading_and_keeps_its_connection(
+    tmp_path: Path, broker: MosquittoServer, edges: list[Edge]
+) -> None:
+    """Mosquitto 2.0 sends past the Receive Maximum once acknowledgements flow, so the bound on what ingest
+    holds is its own: it stops reading the socket (TCP back-pressure), nothing is dropped or sent twice."""
+    db = tmp_path / "central.db"
+    limit = 300  # points: a few messages' worth
+    cfg = IngestConfig.model_validate(
+        ingest_settings(tmp_path, url=broker.url, client_id="ingest-bound", max_pending_points=limit)
+    )
+    store = DownStore(SQLiteStore(db))
+    ing = await running_ingest(cfg, store)
+    try:
+        await asyncio.gather(*(e.feed(0, 40) for e in edges))
+        await flushed(edges)  # the broker has every message: far more than the limit
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while ing.stats().pending_points < limit and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # let anything still on the way arrive: reading must stay paused
+        held = ing.stats()
+        biggest = max(len(e.series) * PER_BATCH for e in edges) * 40  # no message holds more
+        assert limit <= held.pending_points < limit + biggest
+        assert held.connections == 1 and held.connected  # paused, not disconnected
+        store.down = False  # the historian is back: everything arrives, once
+        await assert_exactly_once(db, edges)
+        s = ing.stats()
+    finally:
+        await ing.stop()
+    assert s.connections == 1 and s.redelivered == 0  # never disconnected, so nothing was sent twice
     assert s.acked == s.received and s.pending == 0

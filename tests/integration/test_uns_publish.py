@@ -365,8 +365,11 @@ async def test_acquire_publishes_the_virtual_plants_signals_under_the_documented
     assert not (tmp_path / "h.db").exists()
     assert len(expected) > 200
     assert expected <= got, f"missing: {sorted(expected - got)[:10]}"
-    # the publisher's own counters travel the same way, as the documented system asset
-    assert (f"{SITE}/_system/shopfloor/mqtt-publisher", "written") in got
+    # the publisher's own counters travel the same way, as the documented system asset of this edge
+    own = {
+        a for a, sig in got if sig == "written" and a.startswith(f"{SITE}/_system/shopfloor/mqtt-publisher/")
+    }
+    assert len(own) == 1, own
 
 
 # -- credentials -----------------------------------------------------------------------------------
