@@ -13,9 +13,10 @@ import pytest
 APP = "shopfloor.app"
 SUBSYSTEMS = ("connectors", "historian", "plant_simulator", "mes", "analytics", "dashboard", "uns")
 # Which subsystems a subsystem may import besides the kernel: readers of history go through the
-# historian's interfaces, the dashboard also shows the MES. Everything else meets in the app layer.
+# historian's interfaces, the dashboard also shows the MES; the MQTT source reads Sparkplug B with the
+# unified namespace's decoder (uns.sparkplug needs only the kernel). Everything else meets in the app layer.
 MAY_IMPORT: dict[str, set[str]] = {
-    "connectors": set(),
+    "connectors": {"uns"},
     "historian": set(),
     "plant_simulator": set(),
     "mes": {"historian"},
