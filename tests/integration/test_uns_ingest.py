@@ -580,3 +580,43 @@ async def test_above_max_pending_points_ingest_stops_reading_and_keeps_its_conne
         await ing.stop()
     assert s.connections == 1 and s.redelivered == 0  # never disconnected, so nothing was sent twice
     assert s.acked == s.received and s.pending == 0
+
+
+async def test_two_edges_through_a_broker_restart_and_an_ingest_sigkill_in_one_run(
+    tmp_path: Path, broker: MosquittoServer, edges: list[Edge], processes: list[IngestProcess]
+) -> None:
+    """The issue's "done when": both faults in one stream, every sample and event stored exactly once."""
+    db = tmp_path / "central.db"
+    settings: dict[str, Any] = {"group": "", "batch": {"max_points": 100_000, "max_age_ms": 2000}}
+    first = IngestProcess(tmp_path, broker, db, "ingest-both", **settings)
+    processes.append(first)
+    await first.start()
+    t_subscribed = time.time()
+    wait_for_file(broker.workdir / "data" / "mosquitto.db", t_subscribed)  # the session is on disk
+    feeding = asyncio.gather(*(e.feed(0, 500) for e in edges))  # ~10 s of data
+    try:
+        await first.wait_line(lambda ln: bool((m := STATUS_RE.search(ln)) and int(m[2]) > 0), 60)
+        broker.kill()  # SIGKILL mid-stream: the edges spool, the ingest reconnects
+        await asyncio.sleep(2.0)
+        broker.restart()
+        mark = len(first.lines)
+        await first.wait_line(lambda ln: first.lines.index(ln) >= mark and "subscribed to " in ln, 60)
+
+        def stored_and_unacked(ln: str) -> bool:
+            m = STATUS_RE.search(ln)
+            return first.lines.index(ln) >= mark and bool(m and int(m[2]) > 0 and int(m[4]) > 0)
+
+        await first.wait_line(stored_and_unacked, 60)
+        await first.kill()  # SIGKILL with received messages held unacknowledged
+        second = IngestProcess(tmp_path, broker, db, "ingest-both", **settings)
+        processes.append(second)
+        await second.start()
+        await feeding
+    finally:
+        if not feeding.done():
+            feeding.cancel()
+    await flushed(edges)
+    await assert_exactly_once(db, edges)
+    after = await second.terminate()
+    assert after["redelivered"] > 0 and after["quarantined"] == 0
+    assert any("lost the connection" in ln for ln in first.lines)
