@@ -154,7 +154,8 @@ class MqttPublisher:
 
     # -- Sink ------------------------------------------------------------------------------------
     async def open(self) -> None:
-        await self._connect()
+        async with self._sending:
+            await self._connect()
 
     async def close(self) -> None:
         death = getattr(self.codec, "death", None)
