@@ -6,6 +6,7 @@ Values are returned to the caller only; nothing here logs or prints them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 # Keys that name a secret's value. Written literally in a config they are refused, wherever they appear
@@ -19,6 +20,15 @@ def literal_secret_message(key: str) -> str:
         f"secrets may not be written in the config: use {key}_env (an environment variable name) "
         f"or {key}_file (a file path)"
     )
+
+
+def refuse_literal_secrets(data: object, keys: Iterable[str]) -> None:
+    """ValueError (``literal_secret_message``) if the mapping ``data`` holds one of ``keys``: a config
+    model's ``mode="before"`` check, so the value never reaches a field, a repr or an error message."""
+    if isinstance(data, dict):
+        for key in keys:
+            if key in data:
+                raise ValueError(literal_secret_message(key))
 
 
 class SecretError(ValueError):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shopfloor.config.delivery import BatchConfig, RetryConfig
 from shopfloor.config.publish import PUBLISH_SECRET_KEYS, MqttTlsConfig, PublishConfig
-from shopfloor.secrets import literal_secret_message
+from shopfloor.secrets import refuse_literal_secrets
 
 DEFAULT_GROUP = "shopfloor-ingest"
 _BROKER_FIELDS = ("url", "client_id", "username", "password_env", "password_file", "tls", "topic_prefix",
@@ -92,10 +92,7 @@ class IngestConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_literal_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in PUBLISH_SECRET_KEYS:
-                if key in data:
-                    raise ValueError(literal_secret_message(key))
+        refuse_literal_secrets(data, PUBLISH_SECRET_KEYS)
         return data
 
     @field_validator("group")

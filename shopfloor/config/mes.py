@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shopfloor.secrets import literal_secret_message
+from shopfloor.secrets import literal_secret_message, refuse_literal_secrets
 
 MES_SECRET_KEYS = ("password", "token", "tokens")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
@@ -280,10 +280,7 @@ class MesConfig(_Model):
     @model_validator(mode="before")
     @classmethod
     def _no_literal_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in MES_SECRET_KEYS:
-                if key in data:
-                    raise ValueError(literal_secret_message(key))
+        refuse_literal_secrets(data, MES_SECRET_KEYS)
         return data
 
     @field_validator("database")

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shopfloor.config.delivery import BatchConfig, RetryConfig, SpoolConfig
-from shopfloor.secrets import SecretError, literal_secret_message
+from shopfloor.secrets import SecretError, refuse_literal_secrets
 
 PUBLISH_SECRET_KEYS = ("password",)
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -180,10 +180,7 @@ class PublishConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_literal_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in PUBLISH_SECRET_KEYS:
-                if key in data:
-                    raise ValueError(literal_secret_message(key))
+        refuse_literal_secrets(data, PUBLISH_SECRET_KEYS)
         return data
 
     @field_validator("url")

@@ -24,7 +24,7 @@ from shopfloor.config.ingest import IngestConfig
 from shopfloor.config.mes import MesConfig, mes_consistency_issues
 from shopfloor.config.publish import PublishConfig
 from shopfloor.model import ASSET_PATH_RE, SIGNAL_NAME_RE, SignalType
-from shopfloor.secrets import literal_secret_message
+from shopfloor.secrets import refuse_literal_secrets
 
 # The historian block reads its secrets from password_env/_file (InfluxDB v1) and token_env/_file (v2).
 HISTORIAN_SECRET_KEYS = ("password", "token")
@@ -126,10 +126,7 @@ class HistorianConfig(_Model):
     @model_validator(mode="before")
     @classmethod
     def _no_literal_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in HISTORIAN_SECRET_KEYS:
-                if key in data:
-                    raise ValueError(literal_secret_message(key))
+        refuse_literal_secrets(data, HISTORIAN_SECRET_KEYS)
         return data
 
     @field_validator("url")
