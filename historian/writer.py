@@ -91,6 +91,7 @@ class HistorianWriter:
     """
 
     name = "historian-writer"
+    role = "historian"  # how its log lines name what it delivers to (the publisher's writer: "publisher")
 
     def __init__(
         self,
@@ -126,7 +127,7 @@ class HistorianWriter:
         self._s.produced += report.points
         self._s.torn_bytes = report.torn_bytes
         if report.points or report.torn_bytes:
-            log.warning("historian spool recovered: %s", report)
+            log.warning("%s spool recovered: %s", self.role, report)
         self._started = True
         self._tasks = [
             asyncio.create_task(self._run(), name="historian-writer"),
@@ -181,7 +182,8 @@ class HistorianWriter:
         run = self._tasks[0]
         if self.spool.pending_points and not self._outage:
             log.info(
-                "historian writer: delivering %d pending points before stopping (up to %g s)",
+                "%s writer: delivering %d pending points before stopping (up to %g s)",
+                self.role,
                 self.spool.pending_points,
                 timeout,
             )
@@ -201,7 +203,8 @@ class HistorianWriter:
         self._snapshot_spool()
         if self._s.pending:
             log.warning(
-                "historian writer stopped with %d points spooled in %s; they will be sent on the next start",
+                "%s writer stopped with %d points spooled in %s; they will be sent on the next start",
+                self.role,
                 self._s.pending,
                 self.config.spool.dir,
             )
@@ -229,7 +232,8 @@ class HistorianWriter:
         """
         if self._started:
             log.warning(
-                "historian writer: leaving at once; %d points stay spooled in %s for the next start",
+                "%s writer: leaving at once; %d points stay spooled in %s for the next start",
+                self.role,
                 self.spool.pending_points,
                 self.config.spool.dir,
             )
@@ -334,7 +338,7 @@ class HistorianWriter:
                 continue
             except Exception as exc:  # a backend bug: never let it end delivery; retry like an outage
                 if not self._outage:  # once per episode, with the traceback
-                    log.exception("historian %s: unexpected error while writing", self.store.name)
+                    log.exception("%s %s: unexpected error while writing", self.role, self.store.name)
                 self.spool.rewind()
                 inflight = None
                 if not await self._outage_wait(StoreUnavailable(f"{type(exc).__name__}: {exc}")):
@@ -386,7 +390,7 @@ class HistorianWriter:
                 self.quarantine.add_events(items, reason, seqs)
         n_bad = sum(len(items) for items, _, _ in bad)
         if bad:
-            log.warning("historian refused %d points; quarantined (first reason: %s)", n_bad, bad[0][1])
+            log.warning("%s refused %d points; quarantined (first reason: %s)", self.role, n_bad, bad[0][1])
         self.spool.ack(prep.records)
         points = prep.points
         self._s.written += points - n_bad
@@ -396,7 +400,8 @@ class HistorianWriter:
         if self._outage or self._s.state != WriterState.ONLINE:
             if self._outage and self._episode is not None:
                 log.warning(
-                    "historian %s reachable again after %.1f s; sending the %d points waiting in the spool",
+                    "%s %s reachable again after %.1f s; sending the %d points waiting in the spool",
+                    self.role,
                     self.store.name,
                     (now_ns() - self._episode["since_ns"]) / 1e9,
                     self.spool.pending_points + points,
@@ -406,8 +411,9 @@ class HistorianWriter:
         if self._episode is not None and not self._outage and self.spool.pending_points == 0:
             ep, self._episode = self._episode, None
             log.warning(
-                "historian %s: spool drained; %d points replayed since the outage began "
+                "%s %s: spool drained; %d points replayed since the outage began "
                 "(%d of them accepted while it was down); counters now written=%d replayed=%d spooled=%d",
+                self.role,
                 self.store.name,
                 self._s.replayed - ep["replayed"],
                 self._s.spooled - ep["spooled"],
@@ -422,7 +428,7 @@ class HistorianWriter:
         self._s.retries += 1
         self._s.last_error = str(exc)
         if not self._outage:
-            log.error("historian %s unreachable (%s); spooling to disk", self.store.name, exc)
+            log.error("%s %s unreachable (%s); spooling to disk", self.role, self.store.name, exc)
             self._outage = True
             self._s.state = WriterState.OUTAGE
             if self._episode is None:

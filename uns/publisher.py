@@ -405,6 +405,7 @@ class PublishWriter(HistorianWriter):
     """The writer that delivers to the broker: a HistorianWriter with its own spool, name and status line."""
 
     name = "mqtt-publisher"
+    role = "publisher"
 
     def status(self) -> str | None:
         s = self.stats()
