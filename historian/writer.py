@@ -488,6 +488,11 @@ class HistorianWriter:
         keys = [(asset, name) for name in values]
         return SampleBatch.from_columns(keys, range(len(keys)), [ts] * len(keys), list(values.values()))
 
+    @classmethod
+    def health_signals(cls) -> list[str]:
+        """The names of the counters ``health_batch`` stores (a Sparkplug birth declares them up front)."""
+        return list(cls._health_values(WriterStats()))
+
     @staticmethod
     def _health_values(s: WriterStats) -> dict[str, float]:
         return {

@@ -27,7 +27,7 @@ from historian.writer import HistorianWriter
 from shopfloor.batch import SampleBatch
 from shopfloor.config.publish import PublishConfig
 from shopfloor.config.schema import HistorianConfig
-from shopfloor.model import Event, system_asset
+from shopfloor.model import Event, Signal, system_asset
 from shopfloor.secrets import read_secret
 from uns.json_payload import JsonCodec
 from uns.topics import MqttMessage
@@ -437,8 +437,14 @@ def publish_writer(
     """The publisher and its writer, its counters published as
     ``<site>/_system/shopfloor/mqtt-publisher/<edge id>`` (one asset per edge process, so the edges of
     one site do not write over each other's counters)."""
+    health = system_asset(site, "shopfloor", "mqtt-publisher", config.edge_id(site))
+    if config.format == "sparkplug":  # its own counters are born with the rest, not by a rebirth later
+        from uns.sparkplug import DeviceSpec
+
+        own = DeviceSpec(health, tuple(Signal(n) for n in PublishWriter.health_signals()))
+        devices = [*devices, own]
     return PublishWriter(
         MqttPublisher(config, site=site, codec=codec or codec_for(config, site, devices)),
         writer_config(config),
-        health_asset=system_asset(site, "shopfloor", "mqtt-publisher", config.edge_id(site)),
+        health_asset=health,
     )
