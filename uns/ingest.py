@@ -219,9 +219,8 @@ class Ingest:
             if config.sparkplug_groups
             else None
         )
-        self._state_ms = (
-            0  # the Sparkplug STATE timestamp of the current connection (will and birth share it)
-        )
+        # the Sparkplug STATE timestamp of the current connection (its will and its birth share it)
+        self._state_ms = 0
         self._password = read_secret(config.password_env, config.password_file, "ingest password")
         self._tls = config.tls.ssl_context("ingest") if self.url.tls else None
         self._s = IngestStats()

@@ -42,488 +42,129 @@ anything else) for a message that breaks the format, its state then unchanged.
 Speed: DDATA is written and read by numpy a protobuf field at a time for all metrics at once (byte for byte what
 the protobuf runtime writes; the tests hold the two against each other). Reading falls back to the runtime, metric
 by metric, for layouts the fast path does not take (names instead of aliases, bytes/dataset/template values).
+
+Modules: ``uns.sparkplug_spec`` (names, datatypes, quality codes, errors, topics, small messages) and
+``uns.sparkplug_wire`` (the numpy wire format); this one has the edge node and the host decoder and re-exports
+the public names of both, so ``from uns.sparkplug import ...`` is the one import users need.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
-from typing import Any, NamedTuple
+from enum import StrEnum
+from typing import Any
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from shopfloor.batch import SampleBatch
 from shopfloor.model import (
     ASSET_PATH_RE,
     SIGNAL_NAME_RE,
-    AssetPath,
-    Quality,
     SeriesKey,
     Signal,
-    SignalType,
     now_ns,
 )
 from uns import sparkplug_b_pb2 as _pb_module
+from uns.sparkplug_spec import (
+    _CODE_OF_QUALITY,
+    _INT_RANGE,
+    _MASK32,
+    _MASK64,
+    _NS_PER_MS,
+    _SCALAR_TYPES,
+    BDSEQ_METRIC,
+    DATATYPE_OF_SIGNAL,
+    DEVICE_MESSAGES,
+    DEVICE_SEPARATOR,
+    NAMESPACE,
+    NANOS_PROPERTY,
+    NODE_MESSAGES,
+    QUALITY_CODE,
+    QUALITY_PROPERTY,
+    REBIRTH_METRIC,
+    SEQ_MODULUS,
+    DataType,
+    EncodeError,
+    HostState,
+    InvalidTopic,
+    MalformedPayload,
+    MessageType,
+    SessionError,
+    SparkplugError,
+    SparkplugMessage,
+    Topic,
+    asset_for,
+    check_id,
+    device_id_for,
+    host_state,
+    parse_payload,
+    parse_state,
+    quality_of_code,
+    rebirth_request,
+)
+from uns.sparkplug_wire import (
+    _GOOD_NO_REST,
+    _PAD,
+    _Columns,
+    _encode_metrics,
+    _int_of,
+    _properties,
+    _properties_of,
+    _property_columns,
+    _scan_metrics,
+    _set_properties,
+    _value_of,
+    _values,
+    _varint,
+)
 
 _pb: Any = _pb_module  # generated code: no static types
 
-NAMESPACE = "spBv1.0"
-BDSEQ_METRIC = "bdSeq"
-REBIRTH_METRIC = "Node Control/Rebirth"
-QUALITY_PROPERTY = "Quality"
-NANOS_PROPERTY = "shopfloor.ns"
-DEVICE_SEPARATOR = ":"
-SEQ_MODULUS = 256
-
-_MASK32 = (1 << 32) - 1
-_MASK64 = (1 << 64) - 1
-_NS_PER_MS = 1_000_000
-
-
-class DataType(IntEnum):
-    """Sparkplug B metric and property datatypes (the numbers of ``uns/sparkplug_b.proto``)."""
-
-    UNKNOWN = 0
-    INT8 = 1
-    INT16 = 2
-    INT32 = 3
-    INT64 = 4
-    UINT8 = 5
-    UINT16 = 6
-    UINT32 = 7
-    UINT64 = 8
-    FLOAT = 9
-    DOUBLE = 10
-    BOOLEAN = 11
-    STRING = 12
-    DATETIME = 13
-    TEXT = 14
-    UUID = 15
-    DATASET = 16
-    BYTES = 17
-    FILE = 18
-    TEMPLATE = 19
-    PROPERTYSET = 20
-    PROPERTYSETLIST = 21
-    INT8_ARRAY = 22
-    INT16_ARRAY = 23
-    INT32_ARRAY = 24
-    INT64_ARRAY = 25
-    UINT8_ARRAY = 26
-    UINT16_ARRAY = 27
-    UINT32_ARRAY = 28
-    UINT64_ARRAY = 29
-    FLOAT_ARRAY = 30
-    DOUBLE_ARRAY = 31
-    BOOLEAN_ARRAY = 32
-    STRING_ARRAY = 33
-    DATETIME_ARRAY = 34
-
-
-DATATYPE_OF_SIGNAL: dict[SignalType, DataType] = {
-    SignalType.FLOAT: DataType.DOUBLE,
-    SignalType.INT: DataType.INT64,
-    SignalType.STATE: DataType.INT32,
-    SignalType.BOOL: DataType.BOOLEAN,
-    SignalType.TEXT: DataType.STRING,
-}
-
-_SIGNED_WIDTH: dict[int, int] = {DataType.INT8: 8, DataType.INT16: 16, DataType.INT32: 32, DataType.INT64: 64}
-_SCALAR_TYPES = frozenset(range(DataType.INT8, DataType.UUID + 1))  # what a SampleBatch row can hold
-_INT_RANGE = {DataType.INT64: 2.0**63, DataType.INT32: 2.0**31}
-
-# Quality <-> the "Quality" property's codes (Sparkplug 3.0: 0 bad, 192 good, 500 stale).
-QUALITY_CODE: dict[Quality, int] = {Quality.GOOD: 192, Quality.UNCERTAIN: 500, Quality.BAD: 0}
-_CODE_OF_QUALITY = np.array([192, 500, 0], dtype=np.int64)  # indexed by Quality value
-
-
-def quality_of_code(code: int) -> Quality:
-    """The Shopfloor quality of a Sparkplug ``Quality`` property value."""
-    if code == 192:
-        return Quality.GOOD
-    if code == 500:
-        return Quality.UNCERTAIN
-    if 0 <= code < 256:  # OPC DA: the two high bits of the low byte
-        bits = code & 0xC0
-        return Quality.GOOD if bits == 0xC0 else Quality.UNCERTAIN if bits == 0x40 else Quality.BAD
-    return Quality.UNCERTAIN
-
-
-# -- errors --------------------------------------------------------------------------------------------------
-class SparkplugError(ValueError):
-    """Something Sparkplug cannot carry or does not allow; ``reason`` is a short code to count by."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-class InvalidTopic(SparkplugError):
-    """A topic outside the Sparkplug B namespace, or an id that cannot be a topic level."""
-
-
-class MalformedPayload(SparkplugError):
-    """A payload that is not a valid Sparkplug B payload for its message type."""
-
-
-class EncodeError(SparkplugError):
-    """A batch that cannot be sent as Sparkplug (nothing was changed or sent)."""
-
-
-class SessionError(RuntimeError):
-    """The edge node was asked for something out of order (a birth before the will, data before a birth)."""
-
-
-# -- topics --------------------------------------------------------------------------------------------------
-class MessageType(StrEnum):
-    NBIRTH = "NBIRTH"
-    NDEATH = "NDEATH"
-    NDATA = "NDATA"
-    NCMD = "NCMD"
-    DBIRTH = "DBIRTH"
-    DDEATH = "DDEATH"
-    DDATA = "DDATA"
-    DCMD = "DCMD"
-    STATE = "STATE"
-
-
-NODE_MESSAGES = frozenset({MessageType.NBIRTH, MessageType.NDEATH, MessageType.NDATA, MessageType.NCMD})
-DEVICE_MESSAGES = frozenset({MessageType.DBIRTH, MessageType.DDEATH, MessageType.DDATA, MessageType.DCMD})
-
-
-def check_id(value: object, what: str = "id") -> str:
-    """``value`` if it can be a Sparkplug id (group, edge node, device, host); InvalidTopic otherwise."""
-    if not isinstance(value, str) or not value:
-        raise InvalidTopic("bad-id", f"{what} must be a non-empty string, not {value!r}")
-    bad = sorted({c for c in value if c in "/+#\x00"})
-    if bad:
-        raise InvalidTopic("bad-id", f"{what} {value!r} holds {', '.join(map(repr, bad))}")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class Topic:
-    """One Sparkplug B topic. ``str(topic)`` builds it, :meth:`parse` reads it back."""
-
-    message_type: MessageType
-    group_id: str = ""
-    edge_node_id: str = ""
-    device_id: str | None = None
-    host_id: str = ""  # STATE only
-
-    def __post_init__(self) -> None:
-        mt = MessageType(self.message_type)
-        if mt is MessageType.STATE:
-            check_id(self.host_id, "host id")
-            if self.group_id or self.edge_node_id or self.device_id is not None:
-                raise InvalidTopic("bad-topic", "a STATE topic names only the host id")
-            return
-        check_id(self.group_id, "group id")
-        check_id(self.edge_node_id, "edge node id")
-        if self.host_id:
-            raise InvalidTopic("bad-topic", f"{mt} has no host id")
-        if mt in DEVICE_MESSAGES:
-            check_id(self.device_id, "device id")
-        elif self.device_id is not None:
-            raise InvalidTopic("bad-topic", f"{mt} is a node message: it has no device id")
-
-    @classmethod
-    def node(cls, message_type: MessageType, group_id: str, edge_node_id: str) -> Topic:
-        return cls(message_type, group_id, edge_node_id)
-
-    @classmethod
-    def device(cls, message_type: MessageType, group_id: str, edge_node_id: str, device_id: str) -> Topic:
-        return cls(message_type, group_id, edge_node_id, device_id)
-
-    @classmethod
-    def state(cls, host_id: str) -> Topic:
-        return cls(MessageType.STATE, host_id=host_id)
-
-    def __str__(self) -> str:
-        if self.message_type is MessageType.STATE:
-            return f"{NAMESPACE}/STATE/{self.host_id}"
-        head = f"{NAMESPACE}/{self.group_id}/{self.message_type}/{self.edge_node_id}"
-        return head if self.device_id is None else f"{head}/{self.device_id}"
-
-    @classmethod
-    def parse(cls, topic: str) -> Topic:
-        """The topic's parts; InvalidTopic unless it is a Sparkplug B topic of a known message type."""
-        if not isinstance(topic, str):
-            raise InvalidTopic("bad-topic", f"a topic is a string, not {type(topic).__name__}")
-        parts = topic.split("/")
-        if parts[0] != NAMESPACE:
-            raise InvalidTopic("bad-topic", f"{topic!r} is not under {NAMESPACE}/")
-        if len(parts) == 3 and parts[1] == "STATE":
-            return cls.state(parts[2])
-        if len(parts) not in (4, 5):
-            raise InvalidTopic("bad-topic", f"{topic!r} has {len(parts)} levels, not 4 or 5")
-        try:
-            mt = MessageType(parts[2])
-        except ValueError:
-            raise InvalidTopic("bad-topic", f"{topic!r}: unknown message type {parts[2]!r}") from None
-        if mt is MessageType.STATE:
-            raise InvalidTopic("bad-topic", f"{topic!r}: STATE is spBv1.0/STATE/<host_id>")
-        if (mt in DEVICE_MESSAGES) != (len(parts) == 5):
-            kind = "device" if mt in DEVICE_MESSAGES else "node"
-            raise InvalidTopic("bad-topic", f"{topic!r}: {mt} is a {kind} message")
-        return cls(mt, parts[1], parts[3], parts[4] if len(parts) == 5 else None)
-
-
-# -- assets <-> devices --------------------------------------------------------------------------------------
-def device_id_for(asset: str, group_id: str) -> str:
-    """The device id of an asset within a group (see the module docstring); EncodeError for a bad path."""
-    if not isinstance(asset, str) or not ASSET_PATH_RE.match(asset):
-        raise EncodeError("bad-asset", f"{asset!r} is not an asset path")
-    site, rest = asset.split("/", 1)
-    if site == group_id:
-        return rest.replace("/", DEVICE_SEPARATOR)
-    return DEVICE_SEPARATOR + asset.replace("/", DEVICE_SEPARATOR)
-
-
-def asset_for(group_id: str, device_id: str) -> AssetPath:
-    """The asset path a device id of a group names (inverse of :func:`device_id_for`); SparkplugError if none."""
-    if device_id.startswith(DEVICE_SEPARATOR):
-        path = device_id[1:].replace(DEVICE_SEPARATOR, "/")
-    else:
-        path = f"{group_id}/{device_id.replace(DEVICE_SEPARATOR, '/')}"
-    try:
-        return AssetPath(path)
-    except ValueError:
-        raise SparkplugError(
-            "bad-device-id", f"device {device_id!r} of group {group_id!r} names no asset"
-        ) from None
-
-
-# -- messages ------------------------------------------------------------------------------------------------
-class SparkplugMessage(NamedTuple):
-    """One MQTT publication: topic, payload bytes, QoS and the retain flag."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-
-
-def parse_payload(payload: bytes | bytearray | memoryview) -> Any:
-    """The decoded protobuf ``Payload``; MalformedPayload if the bytes are not one."""
-    msg = _pb.Payload()
-    try:
-        msg.ParseFromString(bytes(payload))
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise MalformedPayload("not-protobuf", f"not a Sparkplug B payload ({exc})") from None
-    return msg
-
-
-def rebirth_request(group_id: str, edge_node_id: str, ts_ms: int | None = None) -> SparkplugMessage:
-    """The NCMD a host publishes to make an edge node rebirth (no seq, QoS 0, not retained)."""
-    t = now_ns() // _NS_PER_MS if ts_ms is None else ts_ms
-    p = _pb.Payload(timestamp=t)
-    p.metrics.add(name=REBIRTH_METRIC, timestamp=t, datatype=DataType.BOOLEAN, boolean_value=True)
-    return SparkplugMessage(
-        str(Topic.node(MessageType.NCMD, group_id, edge_node_id)), p.SerializeToString(), 0, False
-    )
-
-
-class HostState(NamedTuple):
-    online: bool
-    timestamp_ms: int
-
-
-def host_state(host_id: str, online: bool, timestamp_ms: int) -> SparkplugMessage:
-    """A host application's STATE birth (online) or death/will (offline): JSON, QoS 1, retained."""
-    body = json.dumps({"online": bool(online), "timestamp": int(timestamp_ms)}, separators=(",", ":"))
-    return SparkplugMessage(str(Topic.state(host_id)), body.encode(), 1, True)
-
-
-def parse_state(payload: bytes) -> HostState:
-    """A STATE payload's online flag and timestamp; MalformedPayload unless it is ``{"online", "timestamp"}``."""
-    try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedPayload("bad-state", "a STATE payload is JSON") from None
-    if (
-        not isinstance(obj, dict)
-        or not isinstance(obj.get("online"), bool)
-        or not isinstance(obj.get("timestamp"), int)
-        or isinstance(obj.get("timestamp"), bool)
-    ):
-        raise MalformedPayload("bad-state", 'a STATE payload is {"online": bool, "timestamp": int}')
-    return HostState(obj["online"], obj["timestamp"])
-
-
-_PROPERTY_BYTES: dict[tuple[int, int], bytes] = {}  # (quality code, ns rest) -> serialized PropertySet
-_QUALITY_KEY = b"\x0a" + bytes((len(QUALITY_PROPERTY),)) + QUALITY_PROPERTY.encode()
-_NANOS_KEY = b"\x0a" + bytes((len(NANOS_PROPERTY),)) + NANOS_PROPERTY.encode()
-
-
-def _varint(v: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
-    out = bytearray()
-    while v > 0x7F:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def _property_bytes(quality_code: int, ns_rest: int) -> bytes:
-    """The serialized property set of a metric (Quality unless good, the sub-millisecond rest unless 0).
-
-    Cached: sources stamp in whole micro- or milliseconds, so few distinct sets recur."""
-    b = _PROPERTY_BYTES.get((quality_code, ns_rest))
-    if (
-        b is None
-    ):  # PropertySet: keys (field 1) then values (field 2), each PropertyValue {type=1, int_value=3}
-        keys, values = b"", b""
-        if quality_code != 192:
-            keys += _QUALITY_KEY
-            pv = b"\x08\x03\x18" + _varint(quality_code & _MASK32)
-            values += b"\x12" + _varint(len(pv)) + pv
-        if ns_rest:
-            keys += _NANOS_KEY
-            pv = b"\x08\x07\x18" + _varint(ns_rest)
-            values += b"\x12" + _varint(len(pv)) + pv
-        b = keys + values
-        if len(_PROPERTY_BYTES) >= 65_536:
-            _PROPERTY_BYTES.clear()
-        _PROPERTY_BYTES[(quality_code, ns_rest)] = b
-    return b
-
-
-def _set_properties(metric: Any, quality_code: int, ns_rest: int) -> None:
-    if quality_code != 192 or ns_rest:
-        metric.properties.MergeFromString(_property_bytes(quality_code, ns_rest))
-
-
-# -- the DDATA wire encoder: protobuf written by numpy, a field at a time for every metric at once ---------------
-_VARINT_STEPS = [np.uint64(1 << (7 * k)) for k in range(1, 10)]
-_BYTE_OFFSETS = np.arange(1, 9)
-
-
-def _varint_len(v: np.ndarray) -> np.ndarray:
-    """How many bytes the varint of each value (uint64) takes."""
-    n = np.ones(len(v), dtype=np.int64)
-    for step in _VARINT_STEPS:
-        n += v >= step
-    return n
-
-
-def _put_varint(buf: np.ndarray, pos: np.ndarray, v: np.ndarray, length: np.ndarray) -> None:
-    """Write each value's varint (``length`` bytes, see :func:`_varint_len`) at ``pos`` into ``buf``."""
-    if not len(v):
-        return
-    for k in range(int(length.max())):
-        m = length > k
-        b = (v[m] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        b |= np.where(length[m] > k + 1, np.uint64(0x80), np.uint64(0))
-        buf[pos[m] + k] = b.astype(np.uint8)
-
-
-def _put_const(buf: np.ndarray, pos: np.ndarray, const: bytes) -> None:
-    for j, byte in enumerate(const):
-        buf[pos + j] = byte
-
-
-def _encode_metrics(
-    alias: np.ndarray,
-    ms: np.ndarray,
-    rest: np.ndarray,
-    qcode: np.ndarray,
-    null: np.ndarray,
-    dt: np.ndarray,
-    value: np.ndarray,
-    u64: np.ndarray,
-    u32: np.ndarray,
-    text: np.ndarray | None,
-    historical: bool,
-) -> bytes:
-    """The ``metrics`` fields (2) of a DDATA payload, one per row, byte for byte what protobuf writes.
-
-    Each Metric in field order: alias (2), timestamp (3), is_historical (5), is_null (7), properties (9:
-    ``Quality`` unless 192 and ``shopfloor.ns`` unless 0, see :func:`_property_bytes`), then the value:
-    int_value (10) for Int32, long_value (11) for Int64, double_value (13), boolean_value (14), string_value (15).
-    Only text rows are visited one by one (to UTF-8 encode them)."""
-    n = len(alias)
-    live = ~null
-    is_d = live & (dt == DataType.DOUBLE)
-    is_l = live & (dt == DataType.INT64)
-    is_i = live & (dt == DataType.INT32)
-    is_b = live & (dt == DataType.BOOLEAN)
-    is_s = live & (dt == DataType.STRING)
-    alias_len, ms_len = _varint_len(alias), _varint_len(ms)
-    hasq, hasr = qcode != 192, rest != 0
-    has_p = hasq | hasr
-    lq, lr = 3 + _varint_len(qcode), 3 + _varint_len(rest)  # PropertyValue {type, int_value}
-    plen = hasq * (len(_QUALITY_KEY) + 2 + lq) + hasr * (len(_NANOS_KEY) + 2 + lr)  # < 128: one length byte
-    l64, l32 = _varint_len(u64), _varint_len(u32)
-    vlen = np.zeros(n, dtype=np.int64)
-    vlen[is_d] = 9
-    vlen[is_l] = 1 + l64[is_l]
-    vlen[is_i] = 1 + l32[is_i]
-    vlen[is_b] = 2
-    s_rows = np.flatnonzero(is_s)
-    encoded: list[bytes] = []
-    if len(s_rows):
-        assert text is not None
-        encoded = [str(t).encode() for t in text[s_rows].tolist()]
-        slen = np.array([len(e) for e in encoded], dtype=np.uint64)
-        vlen[s_rows] = 1 + _varint_len(slen) + slen.astype(np.int64)
-    body = 2 + alias_len + ms_len + 2 * int(historical) + 2 * null + has_p * (2 + plen) + vlen
-    blen = _varint_len(body.astype(np.uint64))
-    record = 1 + blen + body
-    start = np.zeros(n, dtype=np.int64)
-    np.cumsum(record[:-1], out=start[1:])
-    buf = np.zeros(int(record.sum()), dtype=np.uint8)
-    buf[start] = 0x12  # Payload.metrics
-    _put_varint(buf, start + 1, body.astype(np.uint64), blen)
-    pos = start + 1 + blen
-    buf[pos] = 0x10  # alias
-    _put_varint(buf, pos + 1, alias, alias_len)
-    pos = pos + 1 + alias_len
-    buf[pos] = 0x18  # timestamp
-    _put_varint(buf, pos + 1, ms, ms_len)
-    pos = pos + 1 + ms_len
-    if historical:
-        _put_const(buf, pos, b"\x28\x01")
-        pos = pos + 2
-    _put_const(buf, pos[null], b"\x38\x01")
-    pos = pos + 2 * null
-    p = pos[has_p]
-    buf[p] = 0x4A  # properties
-    buf[p + 1] = plen[has_p]
-    cur = pos + 2
-    _put_const(buf, cur[hasq], _QUALITY_KEY)
-    cur = cur + hasq * len(_QUALITY_KEY)
-    _put_const(buf, cur[hasr], _NANOS_KEY)
-    cur = cur + hasr * len(_NANOS_KEY)
-    for has, length, code, type_byte in ((hasq, lq, qcode, 0x03), (hasr, lr, rest, 0x07)):
-        c = cur[has]
-        buf[c] = 0x12  # PropertySet.values
-        buf[c + 1] = length[has]
-        _put_const(buf, c + 2, bytes((0x08, type_byte, 0x18)))  # type (Int32 / UInt32), int_value
-        _put_varint(buf, c + 5, code[has], length[has] - 3)
-        cur = cur + has * (2 + length)
-    pos = pos + has_p * (2 + plen)
-    d = pos[is_d]
-    buf[d] = 0x69  # double_value
-    buf[d[:, None] + _BYTE_OFFSETS] = value[is_d].astype("<f8").view(np.uint8).reshape(-1, 8)
-    for rows, code, length, tag in ((is_l, u64, l64, 0x58), (is_i, u32, l32, 0x50)):  # long_value, int_value
-        at = pos[rows]
-        buf[at] = tag
-        _put_varint(buf, at + 1, code[rows], length[rows])
-    b = pos[is_b]
-    buf[b] = 0x70  # boolean_value
-    buf[b + 1] = value[is_b] != 0
-    for row, e in zip(s_rows.tolist(), encoded):  # string_value
-        at = int(pos[row])
-        head = b"\x7a" + _varint(len(e))
-        buf[at : at + len(head) + len(e)] = np.frombuffer(head + e, dtype=np.uint8)
-    return buf.tobytes()
+__all__ = [
+    "BDSEQ_METRIC",
+    "DATATYPE_OF_SIGNAL",
+    "DEVICE_MESSAGES",
+    "DEVICE_SEPARATOR",
+    "NAMESPACE",
+    "NANOS_PROPERTY",
+    "NODE_MESSAGES",
+    "QUALITY_CODE",
+    "QUALITY_PROPERTY",
+    "REBIRTH_METRIC",
+    "SEQ_MODULUS",
+    "DataType",
+    "DeviceSpec",
+    "EdgeConfig",
+    "EdgeNode",
+    "EncodeError",
+    "HostDecoder",
+    "HostResult",
+    "HostState",
+    "InvalidTopic",
+    "MalformedPayload",
+    "MessageType",
+    "NodeStatus",
+    "Notice",
+    "NoticeKind",
+    "Quarantined",
+    "Resolver",
+    "SessionError",
+    "SparkplugError",
+    "SparkplugMessage",
+    "Topic",
+    "_scan_metrics",
+    "asset_for",
+    "check_id",
+    "default_resolver",
+    "device_id_for",
+    "host_state",
+    "parse_payload",
+    "parse_state",
+    "quality_of_code",
+    "rebirth_request",
+]
 
 
 # -- the edge node -------------------------------------------------------------------------------------------
@@ -1063,296 +704,6 @@ _UNSUPPORTED = -2  # a datatype with no SampleBatch form (DataSet, Template, Byt
 
 class _Unknown(Exception):
     """A data metric the birth did not declare (internal: the message goes to quarantine)."""
-
-
-def _int_of(m: Any, datatype: int) -> int | None:
-    kind = m.WhichOneof("value")
-    if kind == "int_value":
-        v = int(m.int_value)
-    elif kind == "long_value":
-        v = int(m.long_value)
-    else:
-        return None
-    width = _SIGNED_WIDTH.get(datatype)  # signed types travel as two's complement
-    if width is not None:
-        v &= (1 << width) - 1
-        if v >= 1 << (width - 1):
-            v -= 1 << width
-    return v
-
-
-def _value_of(m: Any, datatype: int) -> tuple[float, str | None] | None:
-    """(value, text) of a metric, (nan, None) for null, None for a type SampleBatch cannot hold."""
-    if m.is_null:
-        return math.nan, None
-    kind = m.WhichOneof("value")
-    if kind == "double_value":
-        return m.double_value, None
-    if kind == "float_value":
-        return float(m.float_value), None
-    if kind == "boolean_value":
-        return (1.0 if m.boolean_value else 0.0), None
-    if kind == "int_value" or kind == "long_value":
-        v = _int_of(m, datatype)
-        return float(v if v is not None else math.nan), None
-    if kind == "string_value":
-        return math.nan, m.string_value
-    if kind is None:
-        return math.nan, None
-    return None
-
-
-def _properties(props: Any) -> tuple[int, int]:
-    """(Quality, sub-millisecond ns) from a metric's property set; (GOOD, 0) without those keys."""
-    quality, rest = int(Quality.GOOD), 0
-    for k, pv in zip(props.keys, props.values):
-        if k == QUALITY_PROPERTY:
-            code = _int_of(pv, pv.type if pv.HasField("type") else DataType.INT32)
-            if code is not None:
-                quality = int(quality_of_code(code))
-        elif k == NANOS_PROPERTY:
-            r = _int_of(pv, DataType.UINT32)
-            if r is not None and 0 <= r < _NS_PER_MS:
-                rest = r
-    return quality, rest
-
-
-_GOOD_NO_REST = (int(Quality.GOOD), 0)
-
-# -- the DATA wire decoder: every metric of a payload read a field at a time with numpy ------------------------
-_WINDOW = np.arange(10)
-_SHIFTS = (7 * np.arange(10)).astype(np.uint64)
-_PROPERTIES_OF: dict[bytes, tuple[int, int]] = {}  # serialized PropertySet -> (quality, ns rest)
-_PAD = 64  # zero bytes after a payload, so fixed-size windows read past no end
-
-
-def _read_varints(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The varints starting at ``pos`` (``buf`` padded past its end): values (uint64) and byte lengths."""
-    w = buf[pos[:, None] + _WINDOW]
-    length = np.argmax(w < 0x80, axis=1) + 1
-    parts = (w & 0x7F).astype(np.uint64) << _SHIFTS
-    parts[_WINDOW[None, :] >= length[:, None]] = 0
-    return parts.sum(axis=1, dtype=np.uint64), length
-
-
-def _metric_spans(raw: bytes) -> tuple[list[int], list[int]] | None:
-    """Where each Metric of a Payload starts and ends; None for any field but timestamp, metrics, seq, uuid, body."""
-    starts: list[int] = []
-    ends: list[int] = []
-    pos, n = 0, len(raw)
-    while pos < n:
-        tag = raw[pos]
-        pos += 1
-        if tag == 0x12 or tag == 0x22 or tag == 0x2A:  # metrics, uuid, body: length-delimited
-            length = raw[pos]
-            pos += 1
-            if length >= 0x80:
-                length &= 0x7F
-                shift = 7
-                while True:
-                    b = raw[pos]
-                    pos += 1
-                    length |= (b & 0x7F) << shift
-                    shift += 7
-                    if b < 0x80:
-                        break
-            if tag == 0x12:
-                starts.append(pos)
-                ends.append(pos + length)
-            pos += length
-        elif tag == 0x08 or tag == 0x18:  # timestamp, seq: varints
-            while raw[pos] >= 0x80:
-                pos += 1
-            pos += 1
-        else:
-            return None
-    return starts, ends
-
-
-@dataclass(slots=True)
-class _Columns:
-    """The fields of every metric of one payload, as columns (see :func:`_scan_metrics`)."""
-
-    alias: np.ndarray  # uint64
-    has_alias: np.ndarray  # bool
-    ts: np.ndarray  # uint64 ms
-    has_ts: np.ndarray  # bool
-    null: np.ndarray  # bool
-    kind: (
-        np.ndarray
-    )  # int64: the value's field number (10 int, 11 long, 12 float, 13 double, 14 bool, 15 string)
-    ival: np.ndarray  # uint64: int_value, long_value, boolean_value
-    fval: np.ndarray  # float64: float_value, double_value
-    span: np.ndarray  # int64 (n, 4): properties start/end, string start/end; -1 when absent
-
-
-def _scan_metrics(raw: bytes) -> _Columns | None:
-    """Every metric's fields at once: each step reads the next field of every metric still unread.
-
-    None (the caller then reads metric by metric through the protobuf runtime) when a metric holds something
-    this fast path does not read: a name, a field numbered 16 or more (bytes, dataset, template, extension),
-    a group. The payload has already been parsed by the protobuf runtime, so its framing is known good."""
-    spans = _metric_spans(raw)
-    if spans is None:
-        return None
-    start = np.array(spans[0], dtype=np.int64)
-    end = np.array(spans[1], dtype=np.int64)
-    n = len(start)
-    buf = np.frombuffer(raw + bytes(_PAD), dtype=np.uint8)
-    c = _Columns(
-        np.zeros(n, np.uint64),
-        np.zeros(n, bool),
-        np.zeros(n, np.uint64),
-        np.zeros(n, bool),
-        np.zeros(n, bool),
-        np.zeros(n, np.int64),
-        np.zeros(n, np.uint64),
-        np.zeros(n, np.float64),
-        np.full((n, 4), -1, np.int64),
-    )
-    cur = start.copy()
-    for _ in range(256):  # a metric of more fields than this is no metric Shopfloor reads fast
-        act = np.flatnonzero(cur < end)
-        if not len(act):
-            break
-        at = cur[act]
-        tag = buf[at].astype(np.int64)
-        if (tag >= 0x80).any():
-            return None
-        fno, wt = tag >> 3, tag & 7
-        nxt = np.empty(len(act), dtype=np.int64)
-        if ((wt != 0) & (wt != 1) & (wt != 2) & (wt != 5)).any():
-            return None
-        sel = wt == 0
-        if sel.any():
-            val, length = _read_varints(buf, at[sel] + 1)
-            nxt[sel] = at[sel] + 1 + length
-            rows, f = act[sel], fno[sel]
-            for number, column, has in ((2, c.alias, c.has_alias), (3, c.ts, c.has_ts)):
-                hit = f == number
-                column[rows[hit]] = val[hit]
-                has[rows[hit]] = True
-            hit = f == 7
-            c.null[rows[hit]] = val[hit] != 0
-            hit = (f == 10) | (f == 11) | (f == 14)
-            c.ival[rows[hit]] = val[hit]
-            c.kind[rows[hit]] = f[hit]
-        sel = wt == 1
-        if sel.any():
-            nxt[sel] = at[sel] + 9
-            hit = fno[sel] == 13
-            raw8 = buf[(at[sel][hit] + 1)[:, None] + _WINDOW[:8]]
-            rows = act[sel][hit]
-            c.fval[rows] = raw8.view("<f8").ravel()
-            c.kind[rows] = 13
-        sel = wt == 5
-        if sel.any():
-            nxt[sel] = at[sel] + 5
-            hit = fno[sel] == 12
-            raw4 = buf[(at[sel][hit] + 1)[:, None] + _WINDOW[:4]]
-            rows = act[sel][hit]
-            c.fval[rows] = raw4.view("<f4").ravel().astype(np.float64)
-            c.kind[rows] = 12
-        sel = wt == 2
-        if sel.any():
-            f = fno[sel]
-            if (f == 1).any():
-                return None  # names in data: the slow path resolves them
-            length, lenlen = _read_varints(buf, at[sel] + 1)
-            data = at[sel] + 1 + lenlen
-            stop = data + length.astype(np.int64)
-            nxt[sel] = stop
-            rows = act[sel]
-            for number, col in ((9, 0), (15, 2)):
-                hit = f == number
-                c.span[rows[hit], col] = data[hit]
-                c.span[rows[hit], col + 1] = stop[hit]
-            hit = f == 15
-            c.kind[rows[hit]] = 15
-        cur[act] = nxt
-    if (cur != end).any():
-        return None
-    return c
-
-
-def _properties_of(raw: bytes) -> tuple[int, int]:
-    got = _PROPERTIES_OF.get(raw)
-    if got is None:
-        props = _pb.Payload.PropertySet()
-        props.ParseFromString(raw)
-        got = _properties(props) if props.keys else _GOOD_NO_REST
-        if len(_PROPERTIES_OF) >= 65_536:
-            _PROPERTIES_OF.clear()
-        _PROPERTIES_OF[raw] = got
-    return got
-
-
-def _starts_with(buf: np.ndarray, at: np.ndarray, const: bytes) -> np.ndarray:
-    return np.all(buf[at[:, None] + np.arange(len(const))] == np.frombuffer(const, dtype=np.uint8), axis=1)
-
-
-def _property_value(
-    buf: np.ndarray, at: np.ndarray, type_byte: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A PropertySet.values entry ``{type=<type_byte>, int_value=v}`` at ``at``: (matches, v, end)."""
-    length = buf[at + 1].astype(np.int64)
-    ok = (buf[at] == 0x12) & (length < 0x80) & _starts_with(buf, at + 2, bytes((0x08, type_byte, 0x18)))
-    v, vlen = _read_varints(buf, at + 5)
-    return ok & (vlen == length - 3), v, at + 2 + length
-
-
-def _property_columns(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(matched, quality, ns rest) of property sets laid out as Shopfloor's encoder writes them: ``Quality``
-    and/or ``shopfloor.ns``, keys first. Others (matched False) are read through the protobuf runtime."""
-    n = len(start)
-    ok = np.zeros(n, dtype=bool)
-    code = np.full(n, 192, dtype=np.uint64)
-    rest = np.zeros(n, dtype=np.uint64)
-    both = _starts_with(buf, start, _QUALITY_KEY + _NANOS_KEY)
-    q_only = ~both & _starts_with(buf, start, _QUALITY_KEY)
-    n_only = ~both & ~q_only & _starts_with(buf, start, _NANOS_KEY)
-    at = start + len(_QUALITY_KEY + _NANOS_KEY)
-    m1, q, nxt = _property_value(buf, at, 0x03)
-    m1 &= nxt < end
-    m2, r, stop = _property_value(buf, np.where(m1, nxt, start), 0x07)  # (start: any safe place to read)
-    sel = both & m1 & m2 & (stop == end)
-    ok |= sel
-    code[sel], rest[sel] = q[sel], r[sel]
-    m1, q, stop = _property_value(buf, start + len(_QUALITY_KEY), 0x03)
-    sel = q_only & m1 & (stop == end)
-    ok |= sel
-    code[sel] = q[sel]
-    m1, r, stop = _property_value(buf, start + len(_NANOS_KEY), 0x07)
-    sel = n_only & m1 & (stop == end)
-    ok |= sel
-    rest[sel] = r[sel]
-    quality = np.full(n, Quality.UNCERTAIN, dtype=np.uint8)
-    quality[code == 192] = Quality.GOOD
-    quality[code == 0] = Quality.BAD
-    ok &= ((code == 192) | (code == 0) | (code == 500)) & (rest < _NS_PER_MS)
-    return ok, quality, rest.astype(np.int64)
-
-
-def _values(c: _Columns, dtype: np.ndarray) -> np.ndarray:
-    """The float64 value of every metric (NaN for null, text and none), by its field and datatype."""
-    v = np.full(len(c.kind), np.nan)
-    sel = (c.kind == 12) | (c.kind == 13)
-    v[sel] = c.fval[sel]
-    sel = c.kind == 14
-    v[sel] = c.ival[sel] != 0
-    ints = (c.kind == 10) | (c.kind == 11)
-    unsigned = ints.copy()
-    for dt, width in _SIGNED_WIDTH.items():  # two's complement of the datatype's width
-        sel = ints & (dtype == dt)
-        unsigned &= ~sel
-        if width == 64:
-            v[sel] = c.ival[sel].view(np.int64)
-        else:
-            x = (c.ival[sel] & np.uint64((1 << width) - 1)).astype(np.int64)
-            v[sel] = np.where(x >= 1 << (width - 1), x - (1 << width), x)
-    v[unsigned] = c.ival[unsigned]
-    v[c.null] = np.nan
-    return v
 
 
 class HostDecoder:
