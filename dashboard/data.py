@@ -34,6 +34,11 @@ ANOMALY = "pdm.anomaly"
 NICE_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 
+def oee_over_100(k: Kpis) -> bool:
+    """An OEE above 100 %, which only a performance above 100 % makes (``Kpis.above_ideal`` says why)."""
+    return k.above_ideal and k.oee > 1.0
+
+
 @dataclass(frozen=True)
 class Tile:
     """One asset at a glance."""
@@ -45,7 +50,7 @@ class Tile:
     description: str
     state: str  # a StateCategory value
     oee: float | None
-    oee_over: bool  # OEE above 100 %: counts that started before the window, or an ideal cycle set too slow
+    oee_over: bool  # OEE above 100 % (performance above 100 %: a cycle begun before the window, or an ideal set too slow)
     alarm: bool
     alert: bool  # a predicted failure: an equipment alert raised and not cleared
     sensor_fault: bool  # a sensor of it is suspected (an instrument ticket, not a failure)
@@ -222,7 +227,7 @@ class PlantData:
                         description=a.description,
                         state=self.state_of(path),
                         oee=oee[path].oee if path in oee else None,
-                        oee_over=path in oee and oee[path].above_ideal,
+                        oee_over=path in oee and oee_over_100(oee[path]),
                         alarm=bool(
                             alarm is not None
                             and alarm.quality != Quality.BAD

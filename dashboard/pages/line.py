@@ -223,7 +223,7 @@ def energy_panel(ctx: Context, line: Line) -> list[Any]:
         (i18n.t("line.energy_kwh"), f"{k.energy_kwh:,.0f} {unit_label('kWh')}"),
         (i18n.t("line.output_t"), f"{k.mass_kg / 1000:,.2f} {unit_label('t')}" if k.mass_kg else "–"),
         (i18n.t("line.good_units"), f"{k.good_units:,.0f}"),
-        (i18n.t("oee"), pct(k.oee) + (" ⚠" if k.above_ideal else "")),
+        (i18n.t("oee"), pct(k.oee) + (" ⚠" if k.above_ideal and k.oee > 1.0 else "")),
     ]
     kv: list[Any] = []
     for key, v in rows:
@@ -234,7 +234,7 @@ def energy_panel(ctx: Context, line: Line) -> list[Any]:
     ]
     if undefined:
         out.append(html.Div(i18n.t("line.energy_none"), style={"color": theme.MUTED, "fontSize": ".85rem"}))
-    if k.above_ideal:
+    if k.above_ideal and k.oee > 1.0:
         out.append(
             html.Div("⚠ " + i18n.t("mes.above_ideal"), style={"color": theme.MUTED, "fontSize": ".85rem"})
         )

@@ -184,10 +184,7 @@ def shifts_table(ctx: Context, shifts: list[Shift] | None) -> list[Any]:
         [
             name,
             _from_to(ctx, s, e),
-            *(
-                pct(getattr(k, f)) + (" ⚠" if f in ("oee", "effectiveness") and k.above_ideal else "")
-                for f in HEADLINE
-            ),
+            *(pct(getattr(k, f)) + (" ⚠" if k.above_ideal and getattr(k, f) > 1.0 else "") for f in HEADLINE),
             f"{k.good_units:,.0f}",
             f"{k.scrap_units:,.0f}",
         ]

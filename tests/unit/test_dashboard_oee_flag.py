@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from dashboard import i18n
-from dashboard.data import Tile
+from dashboard.data import Tile, oee_over_100
 from dashboard.pages import mes as mes_page
 from dashboard.pages import plant
 from mes.kpi import CountArrays, IntervalArrays, kpis
@@ -38,7 +38,7 @@ def heat(window_from_h: float) -> Any:
 def tile(k: Any) -> Tile:
     return Tile(
         path="s/a/l/furnace", name="furnace", line="s/a/l", kind="furnace", description="", state="running",
-        oee=k.oee, oee_over=k.above_ideal, alarm=False, alert=False, sensor_fault=False, health=None,
+        oee=k.oee, oee_over=oee_over_100(k), alarm=False, alert=False, sensor_fault=False, health=None,
         age_s=1.0, stale=False,
     )  # fmt: skip
 
@@ -61,3 +61,28 @@ def test_the_whole_heat_reads_100_percent_without_a_flag() -> None:
     out = text(plant.tile_view(tile(k)))
     assert "OEE 100 %" in out and "⚠" not in out
     assert "mes-above-ideal" not in json.dumps([text(c) for c in mes_page.headline(k)])
+
+
+def test_a_performance_above_100_percent_under_an_oee_below_it_marks_the_mes_page_not_the_tile() -> None:
+    # 1 h of running, then 3 h down, in a 4 h window, with 2 h of ideal time counted: performance 200 %,
+    # availability 25 %, OEE 50 %
+    iv = IntervalArrays(
+        np.array([0, 0]), np.array([6 * H, 7 * H]), np.array([7 * H, 10 * H]),
+        np.array([int(Loss.RUNNING), int(Loss.BREAKDOWN)]),
+    )  # fmt: skip
+    one = np.array([1.0])
+    c = CountArrays(
+        np.array([0]),
+        np.array([7 * H - 60 * 10**9]),
+        one,
+        one,
+        one * 0,
+        one * 0,
+        one * 2 * 3600,
+        one * 0,
+        one * 0,
+    )
+    k = kpis(iv, c, 6 * H, 10 * H, [0])
+    assert k.effectiveness == 2.0 and k.oee == 0.5 and k.above_ideal
+    assert not oee_over_100(k) and "⚠" not in text(plant.tile_view(tile(k)))
+    assert "mes-above-ideal" in json.dumps([text(c) for c in mes_page.headline(k)])
