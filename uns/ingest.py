@@ -13,7 +13,6 @@ import os
 import random
 import socket
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +32,7 @@ from shopfloor.config.ingest import IngestConfig
 from shopfloor.model import SYSTEM_SEGMENT, Event, SeriesKey, now_ns
 from shopfloor.secrets import read_secret
 from uns.json_payload import Decoded, PayloadError, decode_message
+from uns.mqtt_session import ManualAckClient
 from uns.sparkplug import NAMESPACE
 from uns.sparkplug_ingest import SparkplugHost
 from uns.topics import TopicTree
@@ -105,77 +105,6 @@ class IngestStats:
         return sum(self.quarantined.values())
 
 
-class _Connection(aiomqtt.Client):
-    """aiomqtt's client (connection, TLS, paho's socket on the asyncio loop) with manual acknowledgements:
-    paho sends no PUBACK until ``ack`` is called. Received messages go straight to ``sink`` (aiomqtt's
-    own queue is bypassed: it keeps neither the DUP flag nor a topic that is not UTF-8)."""
-
-    def __init__(self, number: int, sink: Callable[[_Connection, paho.MQTTMessage], None], *args: Any,
-                 **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
-        self.number = number
-        self.session_present = False
-        self._sink = sink
-        self._client.manual_ack_set(True)  # before connect: a resumed session delivers right after CONNACK
-        self._fd: int | None = None  # the socket, while open
-        self._paused = False
-
-    def _on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
-    ) -> None:
-        self.session_present = bool(getattr(flags, "session_present", False))
-        super()._on_connect(client, userdata, flags, reason_code, properties)
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._sink(self, message)  # on the loop's thread: paho reads the socket from the asyncio loop
-
-    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        super()._on_socket_open(client, userdata, sock)
-        self._fd = sock.fileno()
-        self._paused = False
-
-    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._fd = None  # never resume reading a closed (or reused) descriptor
-        super()._on_socket_close(client, userdata, sock)
-
-    def pause_reading(self) -> None:
-        """Stop reading the socket (back-pressure on the broker through TCP); the connection stays."""
-        fd = self._fd
-        if fd is not None and not self._paused:
-            self._loop.remove_reader(fd)
-            self._paused = True
-
-    def resume_reading(self) -> None:
-        fd = self._fd
-        if fd is not None and self._paused:
-            self._paused = False
-            self._loop.add_reader(fd, self._read)
-
-    def _read(self) -> None:
-        """What aiomqtt's own socket reader does: read packets (all that TLS has decoded), end on an error."""
-        try:
-            while True:
-                self._client.loop_read()
-                sock = self._client._sock  # TLS may hold decoded bytes the selector cannot see
-                if sock is None or not (hasattr(sock, "pending") and sock.pending() > 0):
-                    break
-        except Exception as exc:
-            if not self._disconnected.done():
-                self._disconnected.set_exception(exc)
-
-    def publish_nowait(self, topic: str, payload: bytes, qos: int) -> None:
-        """Queue a message without waiting for its acknowledgement (a Sparkplug rebirth request)."""
-        self._client.publish(topic, payload, qos)
-
-    def ack(self, mid: int, qos: int) -> bool:
-        """Queue the PUBACK (QoS 1) or PUBCOMP (QoS 2) of one message; False when not connected."""
-        return self._client.ack(mid, qos) == paho.MQTT_ERR_SUCCESS
-
-    def abandon(self) -> None:
-        with contextlib.suppress(Exception):
-            self._client.disconnect()
-
-
 class Ingest:
     """A service (start / stop / status): the broker's messages into ``store``, acknowledged once stored.
 
@@ -229,7 +158,7 @@ class Ingest:
         self._held_points = 0  # points of pending and in-flight messages
         self._seq = 0
         self._stop_seq: int | None = None
-        self._conn: _Connection | None = None
+        self._conn: ManualAckClient | None = None
         self._numbers = 0
         rc, rng = config.retry, random.Random(seed)
         self._backoff = Backoff(rc.initial_ms / 1000, rc.max_ms / 1000, rc.multiplier, rng)
@@ -344,7 +273,7 @@ class Ingest:
         return SampleBatch.from_columns(keys, range(len(keys)), [now] * len(keys), list(values.values()))
 
     # -- receiving -----------------------------------------------------------------------------------
-    def _received(self, conn: _Connection, message: paho.MQTTMessage) -> None:
+    def _received(self, conn: ManualAckClient, message: paho.MQTTMessage) -> None:
         """paho's on_message: decode, hold until written. Never raises (paho would end the loop)."""
         try:
             topic = message._topic.decode("utf-8", errors="replace")  # the broker checks UTF-8; be safe
@@ -370,7 +299,7 @@ class Ingest:
         except Exception:  # a bug here must not cost the connection; the message stays unacknowledged
             log.exception("ingest: cannot take a message on %s", message._topic[:200])
 
-    def _sparkplug(self, conn: _Connection, message: paho.MQTTMessage, rec: Received) -> None:
+    def _sparkplug(self, conn: ManualAckClient, message: paho.MQTTMessage, rec: Received) -> None:
         """A message on a Sparkplug topic: fed to the host if its subscription delivered it; the copy that
         a tree subscription of ``#`` (no topic prefix) also delivers is acknowledged and left alone."""
         ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
@@ -420,7 +349,7 @@ class Ingest:
         return e
 
     # -- connection ----------------------------------------------------------------------------------
-    def _connection(self) -> _Connection:
+    def _connection(self) -> ManualAckClient:
         self._numbers += 1
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.config.session_expiry_s
@@ -431,7 +360,7 @@ class Ingest:
             self._state_ms = now_ns() // 1_000_000
             w = self.sparkplug.state(False, self._state_ms)
             will = aiomqtt.Will(w.topic, w.payload, 1, True)
-        return _Connection(
+        return ManualAckClient(
             self._numbers, self._received, self.url.host, self.url.port,
             username=self.broker.user, password=self._password, identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props, will=will,
@@ -506,7 +435,7 @@ class Ingest:
                 await asyncio.wait_for(conn.__aexit__(None, None, None), 5.0)
             conn.abandon()
 
-    async def _serve(self, conn: _Connection) -> int:
+    async def _serve(self, conn: ManualAckClient) -> int:
         """Until the connection is lost (0) or a stop (2). Above ``max_pending_points`` held points it stops
         reading the socket until the historian has taken half of them: TCP holds the broker back and the
         connection, with everything in flight on it, stays (Mosquitto 2.0 does not keep to the Receive
@@ -723,7 +652,7 @@ class Ingest:
                 self._wake.set()
 
 
-async def _until_lost(conn: _Connection) -> None:
+async def _until_lost(conn: ManualAckClient) -> None:
     """Ends when the connection does: aiomqtt's message iterator raises once it is lost."""
     with contextlib.suppress(aiomqtt.MqttError):
         async for _ in conn.messages:

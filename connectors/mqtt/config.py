@@ -14,7 +14,7 @@ from connectors.mqtt.paths import check_filter, parse_path, zone
 from shopfloor.config.delivery import RetryConfig
 from shopfloor.config.publish import PUBLISH_SECRET_KEYS, MqttTlsConfig, PublishConfig, parse_mqtt_url
 from shopfloor.connector import Loc, SettingsBase, TagBase
-from shopfloor.secrets import literal_secret_message
+from shopfloor.secrets import refuse_literal_secrets
 
 SPARKPLUG_NAMESPACE = "spBv1.0"
 _BROKER_FIELDS = ("url", "client_id", "username", "password_env", "password_file", "tls", "keepalive_s",
@@ -67,10 +67,7 @@ class MqttSourceSettings(SettingsBase):
     @model_validator(mode="before")
     @classmethod
     def _no_literal_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in PUBLISH_SECRET_KEYS:
-                if key in data:
-                    raise ValueError(literal_secret_message(key))
+        refuse_literal_secrets(data, PUBLISH_SECRET_KEYS)
         return data
 
     @field_validator("url")

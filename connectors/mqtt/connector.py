@@ -10,7 +10,6 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -28,42 +27,10 @@ from shopfloor.batch import SampleBatch
 from shopfloor.connector import Connector, ConnectorSpec, Sink, SourceContext
 from shopfloor.model import Event, EventKind, Quality, SeriesKey, SignalType, now_ns
 from shopfloor.secrets import read_secret
+from uns.mqtt_session import ManualAckClient
 from uns.sparkplug import SparkplugMessage, host_state
 
 _LOGGED_LIMIT = 1000  # distinct (topic, reason) pairs logged; past it, one line says the rest are not
-
-
-class _Client(aiomqtt.Client):
-    """aiomqtt's client with paho's automatic PUBACK off (``ack`` sends it once the samples are emitted) and
-    every message handed to ``sink`` on arrival (aiomqtt's queue is bypassed: it drops the retain flag)."""
-
-    def __init__(self, number: int, sink: Callable[[_Client, paho.MQTTMessage], None], *args: Any,
-                 **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
-        self.number = number
-        self.session_present = False
-        self._sink = sink
-        self._client.manual_ack_set(True)  # before connect: a resumed session delivers right after CONNACK
-
-    def _on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
-    ) -> None:
-        self.session_present = bool(getattr(flags, "session_present", False))
-        super()._on_connect(client, userdata, flags, reason_code, properties)
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._sink(self, message)
-
-    def ack(self, mid: int, qos: int) -> bool:
-        return self._client.ack(mid, qos) == paho.MQTT_ERR_SUCCESS
-
-    def send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        """Queue a publish (paho writes it from the loop); a lost connection just drops it."""
-        self._client.publish(topic, payload, qos, retain)
-
-    def abandon(self) -> None:
-        with contextlib.suppress(Exception):
-            self._client.disconnect()
 
 
 class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
@@ -105,8 +72,8 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
         rc = s.retry
         self._backoff = Backoff(rc.initial_ms / 1000, rc.max_ms / 1000, rc.multiplier)
         self._rows: list[Row] = []
-        self._acks: list[tuple[_Client, int, int]] = []  # messages whose rows wait to be emitted
-        self._conn: _Client | None = None
+        self._acks: list[tuple[ManualAckClient, int, int]] = []  # messages whose rows wait to be emitted
+        self._conn: ManualAckClient | None = None
         self._password: str | None = None
         self._tls: ssl.SSLContext | None = None
         self._state_birth: SparkplugMessage | None = None
@@ -173,7 +140,7 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
         }
 
     # -- receiving -------------------------------------------------------------------------------
-    def _on_message(self, conn: _Client, message: paho.MQTTMessage) -> None:
+    def _on_message(self, conn: ManualAckClient, message: paho.MQTTMessage) -> None:
         """paho's on_message, on the loop: map, queue the rows and the acknowledgement. Never raises."""
         if message.qos:  # acknowledged at the next flush, whatever becomes of it
             self._acks.append((conn, message.mid, message.qos))
@@ -187,7 +154,7 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
                     "source %s: cannot map a message on %r", self.ctx.name, message._topic[:200]
                 )
 
-    def _take(self, conn: _Client, message: paho.MQTTMessage) -> None:
+    def _take(self, conn: ManualAckClient, message: paho.MQTTMessage) -> None:
         received = now_ns()
         self.received += 1
         topic = message._topic.decode("utf-8", errors="replace")
@@ -195,7 +162,7 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
         if self.sparkplug.handles(topic):
             res = self.sparkplug.feed(topic, payload, received)
             for m in res.publish:  # rebirth requests (NCMD)
-                conn.send(m.topic, m.payload, m.qos, m.retain)
+                conn.publish_nowait(m.topic, m.payload, m.qos, m.retain)
             for change in res.changes:
                 self.ctx.log.info("source %s: %s", self.ctx.name, change)
             rows, refused = res.rows, [(t, r) for t, r in res.refused]
@@ -272,7 +239,7 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
                 self.flush()
 
     # -- the connection --------------------------------------------------------------------------
-    def _client(self) -> _Client:
+    def _client(self) -> ManualAckClient:
         self._numbers += 1
         s = self.ctx.settings
         props = Properties(PacketTypes.CONNECT)
@@ -286,7 +253,7 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
             will = aiomqtt.Will(dead.topic, dead.payload, dead.qos, dead.retain)
             self._state_birth = host_state(s.sparkplug_host_id, True, ts)
             self._state_death = dead
-        return _Client(
+        return ManualAckClient(
             self._numbers, self._on_message, self.url.host, self.url.port,
             username=self.broker.user, password=self._password, identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5, clean_start=s.session_expiry_s == 0, properties=props,
@@ -294,7 +261,7 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
             logger=logging.getLogger("shopfloor.source.mqtt.client"),
         )  # fmt: skip
 
-    async def _subscribe(self, conn: _Client) -> None:
+    async def _subscribe(self, conn: ManualAckClient) -> None:
         if not self.filters:
             return
         opts = [(f, SubscribeOptions(qos=1, noLocal=True)) for f in self.filters]
@@ -387,7 +354,7 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
 
-async def _until_lost(conn: _Client) -> None:
+async def _until_lost(conn: ManualAckClient) -> None:
     """Ends when the connection does: aiomqtt's message iterator raises once it is lost."""
     with contextlib.suppress(aiomqtt.MqttError):
         async for _ in conn.messages:

@@ -30,7 +30,7 @@ class FakeConnection:
         self.acked.append(mid)
         return True
 
-    def send(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    def publish_nowait(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
         self.sent.append(topic)
 
 
