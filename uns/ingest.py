@@ -32,7 +32,7 @@ from shopfloor.config.ingest import IngestConfig
 from shopfloor.model import SYSTEM_SEGMENT, Event, SeriesKey, now_ns
 from shopfloor.secrets import read_secret
 from uns.json_payload import Decoded, PayloadError, decode_message
-from uns.mqtt_session import ManualAckClient
+from uns.mqtt_session import ManualAckClient, cancel, first, until_lost
 from uns.sparkplug import NAMESPACE
 from uns.sparkplug_ingest import SparkplugHost
 from uns.topics import TopicTree
@@ -202,7 +202,7 @@ class Ingest:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(run), timeout)
         self._stop_now.set()
-        await _cancel(run)
+        await cancel(run)
         if self.health_asset and self._opened and not self._outage:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._deliver([], self.health_batch()), min(5.0, max(timeout, 1.0)))
@@ -213,7 +213,7 @@ class Ingest:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._tasks["connect"]), 10)
         for task in self._tasks.values():
-            await _cancel(task)
+            await cancel(task)
         self._tasks = {}
         await self.store.close()
 
@@ -374,7 +374,7 @@ class Ingest:
         while not self._disconnect.is_set():
             if self._held_points >= self.config.max_pending_points:
                 self._drained.clear()  # stop reading until the historian has taken half of it
-                await _first(self._drained.wait(), self._disconnect.wait())
+                await first(self._drained.wait(), self._disconnect.wait())
                 continue
             conn = self._connection()
             try:
@@ -411,7 +411,7 @@ class Ingest:
                     log.error("ingest: cannot subscribe at %s as %s: %s", self.where, self.client_id, exc)
                 failing = True
                 self._s.last_error = str(exc)
-                await _first(asyncio.sleep(self._reconnect.next()), self._disconnect.wait())
+                await first(asyncio.sleep(self._reconnect.next()), self._disconnect.wait())
                 continue
             failing = False
             self._reconnect.reset()
@@ -441,17 +441,17 @@ class Ingest:
         connection, with everything in flight on it, stays (Mosquitto 2.0 does not keep to the Receive
         Maximum once acknowledgements flow, so the window alone does not bound what arrives). A pause
         longer than about the keep-alive ends the connection; the broker then sends again what was held."""
-        lost = asyncio.ensure_future(_until_lost(conn))
+        lost = asyncio.ensure_future(until_lost(conn))
         try:
             while True:
-                ended = await _first(asyncio.shield(lost), self._over_limit.wait(), self._disconnect.wait())
+                ended = await first(asyncio.shield(lost), self._over_limit.wait(), self._disconnect.wait())
                 if ended != 1:
                     return ended
                 log.warning("ingest: %d points held, not yet stored: reading paused", self._held_points)
                 self._drained.clear()
                 conn.pause_reading()
                 try:
-                    ended = await _first(self._drained.wait(), asyncio.shield(lost), self._disconnect.wait())
+                    ended = await first(self._drained.wait(), asyncio.shield(lost), self._disconnect.wait())
                 finally:
                     conn.resume_reading()
                 if ended:
@@ -459,7 +459,7 @@ class Ingest:
                 self._over_limit.clear()
                 log.info("ingest: %d points held: reading again", self._held_points)
         finally:
-            await _cancel(lost)
+            await cancel(lost)
 
     # -- writing -------------------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -650,27 +650,3 @@ class Ingest:
                         log.warning("%s %s: stale, no message for %.1f s", what, key, e.age_s(now))
             if self._health_due():
                 self._wake.set()
-
-
-async def _until_lost(conn: ManualAckClient) -> None:
-    """Ends when the connection does: aiomqtt's message iterator raises once it is lost."""
-    with contextlib.suppress(aiomqtt.MqttError):
-        async for _ in conn.messages:
-            pass
-
-
-async def _first(*aws: Any) -> int:
-    """Wait for the first of ``aws`` to finish, cancel the others; its index."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        return next(i for i, t in enumerate(tasks) if t in done)
-    finally:
-        for t in tasks:
-            await _cancel(t)
-
-
-async def _cancel(task: asyncio.Future[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task

@@ -4,6 +4,7 @@ once it is safe (the central ingest, the MQTT source connector), with read pausi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -83,3 +84,28 @@ class ManualAckClient(aiomqtt.Client):
     def abandon(self) -> None:
         with contextlib.suppress(Exception):
             self._client.disconnect()
+
+
+async def until_lost(conn: aiomqtt.Client) -> None:
+    """Ends when the connection does: aiomqtt's message iterator raises once it is lost."""
+    with contextlib.suppress(aiomqtt.MqttError):
+        async for _ in conn.messages:
+            pass
+
+
+async def first(*aws: Any) -> int:
+    """Wait for the first of ``aws`` to finish, cancel the others; its index."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(i for i, t in enumerate(tasks) if t in done)
+    finally:
+        for t in tasks:
+            await cancel(t)
+
+
+async def cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it, whatever it ends with."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

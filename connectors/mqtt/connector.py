@@ -27,7 +27,7 @@ from shopfloor.batch import SampleBatch
 from shopfloor.connector import Connector, ConnectorSpec, Sink, SourceContext
 from shopfloor.model import Event, EventKind, Quality, SeriesKey, SignalType, now_ns
 from shopfloor.secrets import read_secret
-from uns.mqtt_session import ManualAckClient
+from uns.mqtt_session import ManualAckClient, first, until_lost
 from uns.sparkplug import SparkplugMessage, host_state
 
 _LOGGED_LIMIT = 1000  # distinct (topic, reason) pairs logged; past it, one line says the rest are not
@@ -297,7 +297,7 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
                 self.where, self.client_id, "session resumed" if conn.session_present else "new session",
             )  # fmt: skip
             self._record_gap(conn.session_present)
-            lost = await _first(_until_lost(conn), self._stop.wait())
+            lost = await first(until_lost(conn), self._stop.wait())
             if lost == 0:
                 self._conn = None
                 self._lost_at_ns = now_ns()
@@ -352,23 +352,3 @@ class MqttConnector(Connector[MqttSourceSettings, MqttTag]):
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
-
-
-async def _until_lost(conn: ManualAckClient) -> None:
-    """Ends when the connection does: aiomqtt's message iterator raises once it is lost."""
-    with contextlib.suppress(aiomqtt.MqttError):
-        async for _ in conn.messages:
-            pass
-
-
-async def _first(*aws: Any) -> int:
-    """Wait for the first of ``aws`` to finish, cancel the others; its index."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        return next(i for i, t in enumerate(tasks) if t in done)
-    finally:
-        for t in tasks:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
