@@ -429,9 +429,12 @@ class Ingest:
                 )
                 conn.abandon()
                 continue
-            with contextlib.suppress(
-                Exception
-            ):  # DISCONNECT keeps the session (its expiry was set at CONNECT)
+            if self.sparkplug is not None:  # a clean stop: the host says it is offline (no will then)
+                st = self.sparkplug.state(False, self._state_ms)
+                with contextlib.suppress(Exception):
+                    await conn.publish(st.topic, st.payload, qos=1, retain=True, timeout=5.0)
+            # DISCONNECT keeps the session (its expiry was set at CONNECT)
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.__aexit__(None, None, None), 5.0)
             conn.abandon()
 

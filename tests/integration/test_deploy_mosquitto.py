@@ -7,6 +7,7 @@ The edge and ingest settings come from the shipped configs (deploy/config/*.yaml
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import re
@@ -22,11 +23,14 @@ import pytest
 from mqtt_support import make_tls_files, password_file_line
 
 from historian.errors import StoreUnavailable
+from historian.sqlite_store import SQLiteStore
 from shopfloor.batch import SampleBatch
 from shopfloor.config import load_plant_config
+from shopfloor.config.ingest import IngestConfig
 from shopfloor.config.publish import PublishConfig
 from shopfloor.model import now_ns
 from shopfloor.testing.servers import MosquittoServer, ServerUnavailable, free_port, require_servers
+from uns.ingest import Ingest
 from uns.json_payload import decode_samples
 from uns.publisher import MqttPublisher
 from uns.topics import TopicTree
@@ -177,6 +181,60 @@ async def test_an_edge_publishes_its_line_and_ingest_reads_it_through_its_share_
     assert message.topic.value == f"uns/v1/{OWN_LINE}/roll_force"
     batch = decode_samples(message.topic.value, bytes(message.payload), TopicTree("uns/v1"))
     assert batch.value.tolist() == [4321.5]
+
+
+async def test_the_real_ingest_with_the_shipped_site_config_stores_the_edges_data_and_stays_connected(
+    broker: tuple[DeployedMosquitto, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    edge_password: None,
+    tmp_path: Path,
+) -> None:
+    """The shipped ACL must let the ingest do all it does (share-group read, and as a Sparkplug host its
+    STATE and rebirth requests): Mosquitto 2.0 drops a connection whose publish the ACL refuses."""
+    _, info = broker
+    assert SITE_CFG.ingest is not None and SITE_CFG.ingest.password_env
+    monkeypatch.setenv(SITE_CFG.ingest.password_env, PASSWORDS["shopfloor-ingest"])
+    data = SITE_CFG.ingest.model_dump(mode="json", exclude_unset=True)
+    data.update(url=f"mqtts://127.0.0.1:{info['ports'][8883]}", tls={"ca_file": str(info["pki"]["ca"])},
+                dir=str(tmp_path / "ingest"), client_id="test-ingest-real", health_interval_s=0)  # fmt: skip
+    db = tmp_path / "central.db"
+    ing = Ingest(IngestConfig.model_validate(data), SQLiteStore(db))
+    await ing.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while ing.stats().connections == 0 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        pub = edge_publisher(info["ports"][8883], info["pki"]["ca"])
+        try:
+            await pub.send(pub.encode_samples(one_sample(OWN_LINE, "roll_force", 1234.5)))
+        finally:
+            await pub.close()
+        while ing.stats().written < 1 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # a refused STATE publish would have cost the connection by now
+        s = ing.stats()
+    finally:
+        await ing.stop()
+    assert s.written == 1 and s.acked == s.received, s
+    assert s.connections == 1 and s.connected, f"the ingest lost its connection: {s.last_error}"
+    reader = SQLiteStore(db, create=False)
+    await reader.open()
+    try:
+        frame = await reader.query_raw(OWN_LINE, "roll_force", 0, 2**62)
+    finally:
+        await reader.close()
+    assert frame.value.tolist() == [1234.5]
+    # as a Sparkplug host it said it was online, and at its clean stop that it is offline (retained)
+    tls = ssl.create_default_context(cafile=str(info["pki"]["ca"]))
+    async with aiomqtt.Client(
+        "127.0.0.1", info["ports"][8883], username=SITE_CFG.ingest.username,
+        password=PASSWORDS["shopfloor-ingest"], identifier="state-reader", protocol=aiomqtt.ProtocolVersion.V5,
+        tls_context=tls, timeout=10,
+    ) as sub:  # fmt: skip
+        await sub.subscribe("spBv1.0/STATE/test-ingest-real", qos=1)
+        message = await asyncio.wait_for(anext(aiter(sub.messages)), 10)
+    assert message.retain and json.loads(bytes(message.payload))["online"] is False
 
 
 async def test_the_acl_refuses_an_edge_writing_another_line(
