@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -110,13 +111,16 @@ class ServiceRunner:
     async def _wait_for_stop(self) -> None:
         loop = asyncio.get_running_loop()
         began = loop.time()
-        next_report = began + self.status_every_s
+        # no status lines (status_every_s 0): nothing to wake for but the duration; a deadline in the past
+        # here made this loop spin, starving every other service on the event loop
+        next_report = began + self.status_every_s if self.status_every_s > 0 else math.inf
         while not self._stop.is_set():
             deadline = next_report
             if self.duration_s:
                 deadline = min(deadline, began + self.duration_s)
+            timeout = None if deadline == math.inf else max(0.0, deadline - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), max(0.0, deadline - loop.time()))
+                await asyncio.wait_for(self._stop.wait(), timeout)
             now = loop.time()
             if self.duration_s and now - began >= self.duration_s:
                 break
